@@ -1,0 +1,1 @@
+"""The ``hpt`` command line (typer + rich)."""

@@ -1,0 +1,203 @@
+"""``HybridConfig``: every knob of the hybrid trainer, validated, with the reason for its default.
+
+Why pydantic: it gives typed, range-checked fields and JSON/TOML round trips for free. We wrap
+its errors so that a bad value produces one line naming the field and the fix, and an unknown
+key lists the valid ones (a silently ignored flag once cost a real team a model in a
+comparison; see docs/failure-cases in the README).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+PredictorName = Literal["continuation", "extrapolation", "rssm"]
+
+
+class HybridConfig(BaseModel):
+    """Configuration of :class:`~hybrid_predict_trainer.HybridTrainer`.
+
+    Defaults were chosen from the benchmark suite (``hpt bench``); see ``benchmarks/RESULTS.md``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    # --- phase lengths -------------------------------------------------------------------
+    warmup_steps: int = Field(
+        20, ge=1, description="Real steps that set the gradient-norm and loss baselines "
+        "the divergence monitor compares against; 20 is enough for a stable median.")
+    full_steps: int = Field(
+        10, ge=1, description="Real steps after warmup before the first prediction, so the "
+        "predictor has seen a window of real updates.")
+    correct_steps: int = Field(
+        2, ge=1, description="Real steps after each predicted segment. Two was the best value "
+        "in our prototype: one step measures the residual, the second re-anchors the optimizer.")
+
+    # --- predict segment -----------------------------------------------------------------
+    predictor: PredictorName = Field(
+        "continuation", description="Which update predictor to use. 'continuation' re-applies "
+        "the optimizer's own next step from its moments; it won the benchmark on cost.")
+    max_horizon: int = Field(
+        16, ge=1, le=1024, description="Longest predicted segment. 16 was the prototype's best; "
+        "longer segments are rarely accepted whole.")
+    horizons: list[int] = Field(
+        default_factory=lambda: [2, 4, 8, 16],
+        description="Horizon arms the LinUCB bandit picks from (each <= max_horizon).")
+    check_every: int = Field(
+        1, ge=1, description="A forward pass verifies the prediction every k predicted steps; "
+        "the last step of a segment is always verified. Larger k is cheaper but rolls back "
+        "further when a check fails.")
+    accept_margin: float = Field(
+        0.0, ge=0.0, le=1.0, description="A verified step is accepted when the same-batch loss "
+        "after it is below (1 - margin) x the loss before it. 0 accepts any improvement.")
+    correction_interval: int = Field(
+        0, ge=0, description="If > 0, one real micro-correction step every this many predicted "
+        "steps inside a segment. 0 (off) measured best: the Correct phase already re-anchors.")
+    rollback_tolerance: float = Field(
+        0.01, ge=0.0, description="After a segment, the first batch's loss at the segment's end "
+        "may exceed its loss at the segment's snapshot (the same batch, evaluated both ways) by "
+        "this fraction before the whole segment is rolled back. Paired, so a small tolerance "
+        "is not batch noise.")
+
+    # --- confidence gate -----------------------------------------------------------------
+    confidence_threshold: float = Field(
+        0.55, ge=0.0, le=1.0, description="Predict is entered only when the confidence score "
+        "reaches this value. Set from measured scores on the benchmark workloads; the trainer "
+        "reports early if the components can never reach it.")
+    confidence_weights: dict[str, float] = Field(
+        default_factory=lambda: {"agreement": 0.5, "accuracy": 0.3, "stability": 0.2},
+        description="Weights of the confidence components (must sum to 1).")
+    unreachable_after: int = Field(
+        50, ge=1, description="Gate evaluations after which a gate that never came within reach "
+        "of its threshold is reported as unreachable.")
+
+    # --- adaptive horizon ----------------------------------------------------------------
+    bandit: bool = Field(True, description="Choose each segment's horizon with LinUCB. Off: "
+                         "always use max_horizon.")
+    bandit_alpha: float = Field(0.5, ge=0.0, description="LinUCB exploration strength.")
+    bandit_penalty: float = Field(
+        10.0, ge=0.0, description="Reward = real-step-equivalents saved - penalty x relative "
+        "loss damage of the segment.")
+
+    # --- divergence ----------------------------------------------------------------------
+    divergence_sigma: float = Field(
+        4.0, gt=0.0, description="A loss this many EMA standard deviations above its EMA is a "
+        "divergence signal.")
+    grad_explode_factor: float = Field(
+        10.0, gt=1.0, description="Gradient norm above this multiple of the warmup median.")
+    grad_vanish_factor: float = Field(
+        0.01, gt=0.0, lt=1.0, description="Gradient norm below this multiple of the warmup median.")
+    ema_fast: float = Field(0.1, gt=0.0, le=1.0, description="Fast loss EMA rate.")
+    ema_slow: float = Field(0.02, gt=0.0, le=1.0, description="Slow loss EMA rate.")
+
+    # --- auto-off ------------------------------------------------------------------------
+    auto_off: bool = Field(
+        True, description="Stay in Full when verified progress per second in Predict is below "
+        "that of real steps.")
+    auto_off_min_segments: int = Field(
+        6, ge=1, description="Segments observed before auto-off may decide.")
+    auto_off_reprobe: int = Field(
+        500, ge=0, description="Real steps after auto-off before prediction is tried again "
+        "(0: never). Dynamics change during training; one probe segment is cheap.")
+    cost_model: Literal["measured", "fixed"] = Field(
+        "measured", description="'measured' uses wall-clock step costs in decisions (fastest); "
+        "'fixed' uses `fixed_predicted_cost`, making every decision deterministic so that a "
+        "resumed run is bit-identical.")
+    fixed_predicted_cost: float = Field(
+        0.35, gt=0.0, le=1.0, description="Cost of a verified predicted step relative to a real "
+        "step under cost_model='fixed' (one forward of fwd+bwd+opt).")
+
+    # --- predictors ----------------------------------------------------------------------
+    continuation_beta: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Averaging of the continuation predictor: its "
+        "forecast is an EMA of real updates with this decay (0 replays the last update).")
+    extrapolation_window: int = Field(
+        8, ge=2, le=64, description="Updates kept by the extrapolation predictor "
+        "(memory: this many parameter copies).")
+    rssm_members: int = Field(5, ge=1, le=16, description="GRU ensemble size of RSSM-lite.")
+    rssm_rank: int = Field(4, ge=1, le=32, description="Rank of the update subspace.")
+    rssm_window: int = Field(
+        12, ge=4, le=64, description="Recent updates kept to fit the subspace (parameter copies).")
+    rssm_hidden: int = Field(32, ge=4, le=512, description="GRU hidden size.")
+
+    # --- monitoring & output -------------------------------------------------------------
+    monitor: bool = Field(True, description="Attach the health monitor (recommended).")
+    monitor_policy: Literal["warn", "raise", "stop"] = Field(
+        "warn", description="What a warning-or-worse finding does.")
+    metrics_path: str | None = Field(
+        None, description="If set, one JSON line per step is appended here.")
+    seed: int = Field(0, description="Seed for the predictor's own randomness (RSSM init).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            valid = set(cls.model_fields)
+            unknown = [k for k in data if k not in valid]
+            if unknown:
+                parts = []
+                for key in unknown:
+                    close = difflib.get_close_matches(str(key), sorted(valid), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    parts.append(f"'{key}'{hint}")
+                raise ValueError(
+                    f"unknown key {', '.join(parts)}; valid keys are: {', '.join(sorted(valid))}")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HybridConfig":
+        if not self.horizons:
+            raise ValueError("horizons: must list at least one horizon, e.g. [2, 4, 8, 16]")
+        bad = [h for h in self.horizons if h < 1 or h > self.max_horizon]
+        if bad:
+            raise ValueError(f"horizons: {bad} outside 1..max_horizon={self.max_horizon}; "
+                             "raise max_horizon or drop those arms")
+        expected = {"agreement", "accuracy", "stability"}
+        if set(self.confidence_weights) != expected:
+            raise ValueError(f"confidence_weights: keys must be exactly {sorted(expected)}, "
+                             f"got {sorted(self.confidence_weights)}")
+        if any(w < 0 for w in self.confidence_weights.values()):
+            raise ValueError("confidence_weights: weights must be >= 0")
+        total = sum(self.confidence_weights.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"confidence_weights: must sum to 1, got {total:.4f}; rescale them")
+        if self.ema_slow > self.ema_fast:
+            raise ValueError("ema_slow: must be <= ema_fast (the slow EMA moves slower)")
+        return self
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HybridConfig":
+        """Build from a plain mapping (e.g. a TOML table); same validation as the constructor."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"HybridConfig: expected a table/dict, got {type(data).__name__}")
+        return cls(**data)
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Turn pydantic's multi-line report into one line per problem: 'field: message (got X)'."""
+    msgs = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        msg = err.get("msg", "invalid")
+        msg = msg.removeprefix("Value error, ")
+        if "input" in err and err.get("type") not in ("value_error",) and not isinstance(
+                err["input"], dict):
+            msgs.append(f"{loc}: {msg} (got {err['input']!r})")
+        else:
+            msgs.append(f"{loc}: {msg}" if not msg.startswith(loc) else msg)
+    return "HybridConfig: " + "; ".join(msgs)

@@ -1,0 +1,142 @@
+"""Divergence signals and the recovery each one calls for.
+
+Levels, mildest first, each with its action in the trainer:
+- SHORTEN: end the current predicted segment now (prediction error, failed check);
+- FULL: leave prediction and run real steps for a while (loss z-score, gradient norm outside
+  its warm-up band, oscillation);
+- ROLLBACK: restore the last good parameter snapshot (a loss blow-up: z-score above sigma *and*
+  a large relative rise, e.g. after a learning-rate spike);
+- RESTORE: reload the last saved checkpoint, or the snapshot if none (non-finite parameters,
+  or several non-finite steps in a row).
+A non-finite loss or gradient on a real step never reaches the weights: that step's backward
+or optimizer step is skipped before any signal is acted on.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from .ema import LossTracker
+
+
+class Level(IntEnum):
+    OK = 0
+    SHORTEN = 1
+    FULL = 2
+    ROLLBACK = 3
+    RESTORE = 4
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    level: Level
+    observed: float
+    expected: float
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.level.name.lower()}): {self.message}"
+
+
+@dataclass
+class DivergenceMonitor:
+    sigma: float = 4.0
+    explode: float = 10.0
+    vanish: float = 0.01
+    blowup_ratio: float = 1.5
+    warmup_norms: list[float] = field(default_factory=list)
+    baseline: float | None = None
+    nonfinite_streak: int = 0
+    fast_history: list[float] = field(default_factory=list)
+
+    def record_warmup(self, grad_norm: float) -> None:
+        if math.isfinite(grad_norm):
+            self.warmup_norms.append(grad_norm)
+
+    def freeze_baseline(self) -> None:
+        if self.warmup_norms and self.baseline is None:
+            self.baseline = statistics.median(self.warmup_norms)
+
+    def nonfinite(self, what: str) -> Signal:
+        self.nonfinite_streak += 1
+        level = Level.RESTORE if self.nonfinite_streak >= 3 else Level.FULL
+        return Signal("non-finite", level, float("nan"), 0.0,
+                      f"{what} is NaN/Inf; the step was skipped so the weights stay finite"
+                      + (f" ({self.nonfinite_streak} in a row: restoring)" if level == Level.RESTORE
+                         else ""))
+
+    def real_step(self, loss: float, grad_norm: float, tracker: LossTracker) -> list[Signal]:
+        """Signals from a finite real step. ``tracker`` holds the EMAs *before* this loss."""
+        self.nonfinite_streak = 0
+        out: list[Signal] = []
+        z = tracker.zscore(loss)
+        if tracker.count >= 10 and z > self.sigma:
+            if loss > self.blowup_ratio * tracker.fast:
+                out.append(Signal("loss-blowup", Level.ROLLBACK, loss, tracker.fast,
+                                  f"loss {loss:.4g} is {z:.1f} sigma and {loss / tracker.fast:.1f}x "
+                                  f"above its EMA {tracker.fast:.4g}"))
+            else:
+                out.append(Signal("loss-deviation", Level.FULL, loss, tracker.fast,
+                                  f"loss {loss:.4g} is {z:.1f} sigma above its EMA "
+                                  f"{tracker.fast:.4g} (limit {self.sigma})"))
+        if self.baseline:
+            if grad_norm > self.explode * self.baseline:
+                out.append(Signal("exploding-gradients", Level.FULL, grad_norm, self.baseline,
+                                  f"gradient norm {grad_norm:.3g} > {self.explode:g}x the warm-up "
+                                  f"median {self.baseline:.3g}"))
+            elif grad_norm < self.vanish * self.baseline:
+                out.append(Signal("vanishing-gradients", Level.FULL, grad_norm, self.baseline,
+                                  f"gradient norm {grad_norm:.3g} < {self.vanish:g}x the warm-up "
+                                  f"median {self.baseline:.3g}"))
+        self.fast_history = (self.fast_history + [tracker.fast])[-24:]
+        osc = self._oscillation()
+        if osc is not None:
+            out.append(osc)
+        return out
+
+    def _oscillation(self) -> Signal | None:
+        """The smoothed loss changing direction most of the time with a large amplitude."""
+        h = self.fast_history
+        if len(h) < 24:
+            return None
+        d = [b - a for a, b in zip(h, h[1:])]
+        flips = sum(1 for a, b in zip(d, d[1:]) if a * b < 0)
+        amp = (max(h) - min(h)) / max(abs(statistics.fmean(h)), 1e-12)
+        if flips >= 16 and amp > 0.2:
+            self.fast_history = []
+            return Signal("loss-oscillation", Level.FULL, float(flips), 8.0,
+                          f"the loss EMA changed direction {flips} times in 24 steps with a "
+                          f"{100 * amp:.0f}% swing")
+        return None
+
+    def check(self, before: float, after: float, predicted: float | None) -> list[Signal]:
+        """Signals from one verified predicted step (same-batch losses before/after)."""
+        out: list[Signal] = []
+        if not math.isfinite(after):
+            out.append(Signal("non-finite", Level.ROLLBACK, after, before,
+                              "the loss after a predicted update is NaN/Inf; rolling back"))
+        elif after > self.blowup_ratio * before:
+            out.append(Signal("prediction-blowup", Level.SHORTEN, after, before,
+                              f"a predicted update raised the same-batch loss from {before:.4g} "
+                              f"to {after:.4g}"))
+        if predicted is not None and math.isfinite(after) and after > 0:
+            err = abs(predicted - after) / after
+            if err > 0.5:
+                out.append(Signal("prediction-error", Level.SHORTEN, predicted, after,
+                                  f"predicted loss {predicted:.4g} vs verified {after:.4g} "
+                                  f"({100 * err:.0f}% off)"))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"warmup_norms": list(self.warmup_norms), "baseline": self.baseline,
+                "nonfinite_streak": self.nonfinite_streak, "fast_history": list(self.fast_history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.warmup_norms = [float(x) for x in state["warmup_norms"]]
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.nonfinite_streak = int(state["nonfinite_streak"])
+        self.fast_history = [float(x) for x in state["fast_history"]]

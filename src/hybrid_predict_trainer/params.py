@@ -1,0 +1,126 @@
+"""The trainable parameters seen as one flat vector.
+
+Why: predictors, snapshots and rollbacks all reason about "the weights" as a single vector.
+Keeping flat buffers (rather than per-tensor dicts) makes a snapshot one allocation, a
+rollback one fused copy, and lets predictors use plain vector algebra. The parameters
+themselves are never re-pointed into a buffer (as ``vector_to_parameters`` would do), so the
+optimizer's state, DDP's hooks and the user's references stay valid.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from .errors import ConfigError
+
+
+class FlatParams:
+    """Copies between a list of parameters and flat 1-D buffers, with fused ops when possible."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter]) -> None:
+        self.params: list[torch.Tensor] = list(params)
+        if not self.params:
+            raise ConfigError("model: no trainable parameters (every parameter has "
+                              "requires_grad=False or none is in the optimizer); unfreeze at "
+                              "least one parameter")
+        devices = {p.device for p in self.params}
+        if len(devices) > 1:
+            raise ConfigError(f"model: trainable parameters live on several devices {devices}; "
+                              "move the model to one device (model parallel is not supported)")
+        self.device = self.params[0].device
+        dtypes = {p.dtype for p in self.params}
+        self.dtype = self.params[0].dtype if len(dtypes) == 1 else torch.float32
+        self._fused = len(dtypes) == 1
+        self.sizes = [p.numel() for p in self.params]
+        self.numel = sum(self.sizes)
+        self._views_cache: dict[int, list[torch.Tensor]] = {}
+
+    # -- buffers ---------------------------------------------------------------------------
+    def new_buffer(self) -> torch.Tensor:
+        return torch.empty(self.numel, dtype=self.dtype, device=self.device)
+
+    def views(self, buf: torch.Tensor) -> list[torch.Tensor]:
+        """Per-parameter views into ``buf`` (cached per buffer; buffers are long-lived)."""
+        key = buf.data_ptr()
+        cached = self._views_cache.get(key)
+        if cached is None or cached[0].data_ptr() != key:
+            cached = [v.view_as(p) for v, p in zip(buf.split(self.sizes), self.params)]
+            self._views_cache[key] = cached
+        return cached
+
+    def forget(self, buf: torch.Tensor) -> None:
+        self._views_cache.pop(buf.data_ptr(), None)
+
+    # -- copies and in-place arithmetic ----------------------------------------------------
+    @torch.no_grad()
+    def read_into(self, buf: torch.Tensor) -> torch.Tensor:
+        """buf <- parameters."""
+        views = self.views(buf)
+        if self._fused:
+            torch._foreach_copy_(views, self.params)
+        else:
+            for v, p in zip(views, self.params):
+                v.copy_(p)
+        return buf
+
+    def flatten(self) -> torch.Tensor:
+        """A fresh flat copy of the parameters."""
+        return self.read_into(self.new_buffer())
+
+    @torch.no_grad()
+    def write_from(self, buf: torch.Tensor) -> None:
+        """parameters <- buf (exact copy: used by rollback)."""
+        views = self.views(buf)
+        if self._fused:
+            torch._foreach_copy_(self.params, views)
+        else:
+            for v, p in zip(views, self.params):
+                p.copy_(v)
+
+    @torch.no_grad()
+    def add_(self, delta: torch.Tensor, alpha: float = 1.0) -> None:
+        """parameters += alpha * delta. This is how a predicted update reaches the weights."""
+        views = self.views(delta)
+        if self._fused:
+            torch._foreach_add_(self.params, views, alpha=alpha)
+        else:
+            for v, p in zip(views, self.params):
+                p.add_(v.to(p.dtype), alpha=alpha)
+
+    @torch.no_grad()
+    def diff_into(self, out: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """out <- parameters - before (the update an optimizer step made)."""
+        out_v = self.views(out)
+        if self._fused:
+            torch._foreach_copy_(out_v, self.params)
+            torch._foreach_sub_(out_v, self.views(before))
+        else:
+            for o, p, b in zip(out_v, self.params, self.views(before)):
+                o.copy_(p).sub_(b)
+        return out
+
+    @torch.no_grad()
+    def grad_norm(self) -> torch.Tensor:
+        """Global L2 norm of the gradients as a 0-d tensor (no host sync)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        if self._fused and all(g.dtype == grads[0].dtype for g in grads):
+            norms = torch._foreach_norm(grads)
+        else:
+            norms = [g.norm() for g in grads]
+        return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+    @torch.no_grad()
+    def all_finite(self) -> bool:
+        """True when every parameter is finite (one host sync)."""
+        flags = [torch.isfinite(p).all() for p in self.params]
+        return bool(torch.stack(flags).all())
+
+    def first_nonfinite(self, named: dict[int, str]) -> str | None:
+        """Name of the first parameter holding NaN/Inf, for error messages."""
+        for p in self.params:
+            if not torch.isfinite(p).all():
+                return named.get(id(p), "<unnamed parameter>")
+        return None

@@ -1,0 +1,912 @@
+"""``HybridTrainer``: real steps, predicted steps that really move the weights, verification,
+rollback, and an explanation for every phase change.
+
+One call of :meth:`HybridTrainer.step` is one training step on the user's batch:
+
+- **Warmup / Full / Correct** (real steps): the closure runs with autograd, the trainer runs
+  backward and ``optimizer.step()``, and records the update the optimizer really made.
+- **Predict**: the predictor's forecast is added to the parameters in place; no backward, no
+  optimizer step. Every ``check_every`` steps a *paired* check evaluates the current batch
+  at the last accepted point (the anchor) and after the new updates, under ``no_grad`` and with
+  the same RNG state (same dropout masks). If the loss fell, the window is accepted and becomes
+  the new anchor; if not, the parameters return to the anchor and the segment ends (best-prefix
+  acceptance: only the failing window is lost).
+
+Optimizer state after predicted steps: predicted steps never touch it. Adam's moments and step
+count describe the real gradients only, so bias correction stays exact, and a rollback to the
+segment snapshot is exact (no optimizer step happened since the snapshot was taken).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checked, save_atomic
+from .config import HybridConfig
+from .control import ConfidenceGate, DivergenceMonitor, LinUCB, LossTracker
+from .control.divergence import Level, Signal
+from .distributed import Collective, LocalCollective
+from .errors import CheckpointError, ConfigError, LossError, TrainerStateError
+from .metrics import JsonlWriter, MetricsHook, RunStats, StepResult
+from .params import FlatParams
+from .phases import Phase, Transition
+from .predictors import Forecast, Observation, Predictor, build_predictor
+
+ClosureOutput = Union[torch.Tensor, tuple[torch.Tensor, dict[str, Any]]]
+Closure = Callable[[], ClosureOutput]
+
+_TESTED_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+
+
+class HybridWarning(UserWarning):
+    """A trainer decision the user should know about (e.g. a gate that cannot open)."""
+
+
+class HybridTrainer:
+    """Wraps a model and its optimizer; call :meth:`step` once per batch.
+
+    Args:
+        model: the ``nn.Module`` being trained (a DDP wrapper is fine).
+        optimizer: SGD, Adam or AdamW are tested. Any other ``torch.optim.Optimizer`` whose
+            ``step()`` takes no closure works too, because predictors only see the parameter
+            updates it makes (a one-time ``HybridWarning`` says it is untested). LBFGS-style
+            optimizers that re-evaluate a closure are refused.
+        config: a :class:`HybridConfig`; defaults are documented there.
+        predictor: an object satisfying :class:`~hybrid_predict_trainer.predictors.Predictor`
+            to use instead of the built-in one ``config.predictor`` names.
+        collective: how decisions are agreed across processes (DDP); single process by default.
+        hooks: callables receiving every :class:`StepResult` (forward metrics to any logger).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 config: HybridConfig | None = None, *, predictor: Predictor | None = None,
+                 collective: Collective | None = None,
+                 hooks: Sequence[MetricsHook] = ()) -> None:
+        if config is None:
+            config = HybridConfig()
+        elif isinstance(config, dict):
+            config = HybridConfig.from_dict(config)
+        elif not isinstance(config, HybridConfig):
+            raise ConfigError(f"config: expected HybridConfig or dict, got {type(config).__name__}")
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(f"optimizer: expected a torch.optim.Optimizer, got "
+                              f"{type(optimizer).__name__}")
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self._check_optimizer()
+        self.flat = FlatParams(self._owned_params())
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
+        self.collective: Collective = collective or LocalCollective()
+        self.gate = ConfidenceGate(config.confidence_threshold, dict(config.confidence_weights),
+                                   config.unreachable_after)
+        self.bandit = LinUCB(sorted(set(config.horizons)), alpha=config.bandit_alpha)
+        self.divergence = DivergenceMonitor(config.divergence_sigma, config.grad_explode_factor,
+                                            config.grad_vanish_factor)
+        self.tracker = LossTracker(config.ema_fast, config.ema_slow)
+        self.stats = RunStats()
+        self.transitions: list[Transition] = []
+        self.signals: list[tuple[int, Signal]] = []
+        self.hooks: list[MetricsHook] = list(hooks)
+        self._writer = JsonlWriter(config.metrics_path) if config.metrics_path else None
+        if self._writer is not None:
+            self.hooks.append(self._writer)
+
+        self.phase = Phase.WARMUP
+        self._phase_steps = 0
+        self._fatal: str | None = None
+        self._prev = self.flat.new_buffer()      # parameters before the last real step
+        self._cur = self.flat.new_buffer()       # parameters after it (next step's "before")
+        self._cur_valid = False                  # False once anything else moved the weights
+        self._cur_versions: list[int] = []
+        self._update = self.flat.new_buffer()    # the last real update
+        self._has_update = False
+        self._snapshot: torch.Tensor | None = None
+        self._anchor: torch.Tensor | None = None
+        self._scratch: torch.Tensor | None = None
+        # segment state
+        self._seg: dict[str, Any] = {}
+        self._correct_pending = False
+        self._last_delta: torch.Tensor | None = None
+        self._accuracy = 0.5                      # EMA of verified-check outcomes (prior 0.5)
+        self._gate_report = None
+        self._gate_warned = False
+        self._auto_off_until: int | None = None
+        self._auto_off_reason: str | None = None
+        self._segments_window: deque[tuple[float, float]] = deque(
+            maxlen=2 * config.auto_off_min_segments)  # (progress, cost) per segment
+        self._t_real = 0.0                        # EMA of a real step's wall time
+        self._d_real = 0.0                        # EMA of a real step's paired loss drop
+        self._seg_drop_sum = 0.0                  # summed fresh-batch drops of segments
+        self._seg_accepted_sum = 0                # summed accepted steps of those segments
+        self._n_real_probe = 0
+        self._real_since_probe = 0
+        self._last_was_real = False
+        self._work_s = 0.0
+        self._last_checkpoint: Path | None = None
+        self._residuals: list[float] = []
+        self.monitor = self._attach_monitor() if config.monitor else None
+
+    # ------------------------------------------------------------------ construction helpers
+    def _check_optimizer(self) -> None:
+        opt = self.optimizer
+        if isinstance(opt, torch.optim.LBFGS):
+            raise ConfigError("optimizer: LBFGS re-evaluates the closure inside step(); use SGD, "
+                              "Adam or AdamW with HybridTrainer")
+        if not isinstance(opt, _TESTED_OPTIMIZERS):
+            warnings.warn(f"optimizer: {type(opt).__name__} is untested with HybridTrainer; "
+                          "predictors use its observed updates as a black box (SGD, Adam and "
+                          "AdamW are tested)", HybridWarning, stacklevel=3)
+
+    def _owned_params(self) -> list[torch.nn.Parameter]:
+        model_ids = {id(p) for p in self.model.parameters()}
+        opt_params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        foreign = [p for p in opt_params if id(p) not in model_ids]
+        if foreign:
+            raise ConfigError(f"optimizer: holds {len(foreign)} parameter(s) that are not in the "
+                              "model; build the optimizer from this model's parameters, e.g. "
+                              "AdamW(model.parameters())")
+        seen: set[int] = set()
+        params = []
+        for p in opt_params:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+        if not params:
+            raise ConfigError("model: no trainable parameters in the optimizer (all have "
+                              "requires_grad=False); unfreeze at least one parameter")
+        return params
+
+    def _attach_monitor(self) -> Any:
+        try:
+            from .monitor import watch
+        except ImportError:  # pragma: no cover - monitor is part of the package
+            return None
+        mon = watch(self.model, self.optimizer, policy=self.config.monitor_policy)
+        mon.track("loss_ema_fast", lambda: self.tracker.fast)
+        return mon
+
+    # ------------------------------------------------------------------ public API
+    def step(self, closure: Closure) -> StepResult:
+        """Run one training step. See the module docstring for what each phase does."""
+        if self._fatal is not None:
+            raise TrainerStateError(f"step: the trainer stopped after a fatal error ({self._fatal})"
+                                    "; load a checkpoint with trainer.load(path) to continue")
+        if not callable(closure):
+            raise LossError(f"step: expected a closure returning the loss, got "
+                            f"{type(closure).__name__}; write trainer.step(lambda: loss_fn(model(x), y))")
+        t0 = time.perf_counter()
+        self._work_s = 0.0
+        phase = self.phase
+        try:
+            if phase is Phase.PREDICT:
+                res = self._predicted_step(closure)
+            else:
+                res = self._real_step(closure)
+        except (LossError, ConfigError):
+            raise
+        except TrainerStateError as exc:
+            self._fatal = str(exc)
+            raise
+        elapsed = time.perf_counter() - t0
+        self._last_was_real = res.backward and not res.predicted
+        self.stats.steps += 1
+        self.stats.time_per_phase[phase.value] += elapsed
+        self.stats.steps_per_phase[phase.value] += 1
+        self.stats.overhead_s += max(0.0, elapsed - self._work_s)
+        if not res.predicted and res.backward:
+            a = 0.1 if self._t_real else 1.0
+            self._t_real += a * (elapsed - self._t_real)
+        if phase is Phase.PREDICT:
+            self._seg["cost_s"] = self._seg.get("cost_s", 0.0) + elapsed
+        res = StepResult(**{**res.__dict__, "wall_s": elapsed})
+        for hook in self.hooks:
+            hook(res)
+        return res
+
+    def add_hook(self, hook: MetricsHook) -> None:
+        """Receive every StepResult (e.g. to forward metrics to your logger)."""
+        self.hooks.append(hook)
+
+    @property
+    def should_stop(self) -> bool:
+        """True when the health monitor (policy="stop") asked to end training."""
+        return bool(getattr(self.monitor, "should_stop", False))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, times and reasons for the run so far (what the demo and CLI print)."""
+        s = self.stats.summary()
+        s.update({
+            "phase": self.phase.value,
+            "predictor": getattr(self.predictor, "name", type(self.predictor).__name__),
+            "memory_param_copies": self.memory_copies(),
+            "eta": self.eta(),
+            "accuracy": self._accuracy,
+            "bandit_pulls": {str(a): int(n) for a, n in zip(self.bandit.arms, self.bandit.pulls)},
+            "auto_off": self._auto_off_reason,
+            "never_predicted_reason": self.never_predicted_reason(),
+            "transitions": len(self.transitions),
+            "mean_residual_cosine": (sum(self._residuals) / len(self._residuals)
+                                     if self._residuals else None),
+        })
+        if self.monitor is not None and hasattr(self.monitor, "summary"):
+            s["health"] = self.monitor.summary()
+        return s
+
+    def never_predicted_reason(self) -> str | None:
+        """Why Predict was never entered, in plain words (None if it was)."""
+        if self.stats.predicted_steps:
+            return None
+        cfg = self.config
+        if self.stats.steps < cfg.warmup_steps + cfg.full_steps:
+            return (f"the run ended after {self.stats.steps} steps, before warmup_steps + "
+                    f"full_steps = {cfg.warmup_steps + cfg.full_steps} real steps were done")
+        if self._auto_off_reason:
+            return self._auto_off_reason
+        if not self.predictor.ready():
+            return f"the predictor '{self.predictor.name}' never had enough observations"
+        unreachable = self.gate.unreachable()
+        if unreachable:
+            return unreachable
+        return (f"the confidence gate never opened: best score {self.gate.best_score:.3f} vs "
+                f"threshold {self.gate.threshold:.2f} over {self.gate.evaluations} checks")
+
+    def eta(self) -> float:
+        """Measured progress of an accepted predicted step relative to a real step.
+
+        Both are paired relative loss drops on batches the steps never saw: a real step's is
+        probed every 10 real steps (one extra forward), a segment's on the first batch after
+        it (one extra forward per segment). 1.0 until 3 real probes exist.
+        """
+        if self._seg_accepted_sum <= 0:
+            return 1.0
+        per_step = self._seg_drop_sum / self._seg_accepted_sum
+        return self._real_equivalents(per_step, 1) if self._n_real_probe >= 3 else 1.0
+
+    def _real_equivalents(self, drop: float, accepted: int) -> float:
+        """A relative loss drop expressed in real steps (accepted steps before real probes)."""
+        if self._n_real_probe < 3:
+            return float(accepted)
+        # A real step's probed drop can reach ~0 late in training; floor it, and cap a
+        # predicted step at two real steps' worth so one lucky batch cannot dominate.
+        return max(-2.0 * max(accepted, 1), min(2.0 * accepted, drop / max(self._d_real, 1e-4)))
+
+    def memory_copies(self) -> float:
+        """Parameter-sized buffers held by the trainer and its predictor."""
+        own = 2 + sum(b is not None for b in (self._snapshot, self._anchor, self._scratch))
+        return own + float(self.predictor.memory_copies())
+
+    def close(self) -> None:
+        """Flush logs and detach the monitor's hooks."""
+        if self._writer is not None:
+            self._writer.write({"type": "summary", **self.summary()})
+            self._writer.close()
+        if self.monitor is not None and hasattr(self.monitor, "close"):
+            self.monitor.close()
+
+    def __enter__(self) -> "HybridTrainer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ closure handling
+    def _call(self, closure: Closure, grad: bool) -> tuple[torch.Tensor, dict[str, Any]]:
+        t = time.perf_counter()
+        with torch.set_grad_enabled(grad):
+            out = closure()
+        self._work_s += time.perf_counter() - t
+        comps: dict[str, Any] = {}
+        if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
+            out, comps = out
+        if not isinstance(out, torch.Tensor):
+            raise LossError(f"closure: returned {type(out).__name__}; return the loss tensor, or "
+                            "(loss, {'term': tensor, ...}) for a multi-task loss")
+        if out.numel() != 1:
+            raise LossError(f"closure: returned a loss of shape {tuple(out.shape)}; reduce it to "
+                            "a scalar (e.g. loss.mean()) - a non-scalar loss is often a shape "
+                            "broadcast bug such as (N,) against (N, 1)")
+        if grad and not out.requires_grad:
+            raise LossError("closure: the loss does not require grad (computed under no_grad, "
+                            "detached, or the model has no trainable parameters in the graph)")
+        return out, comps
+
+    def _forward_value(self, closure: Closure) -> tuple[float, torch.Tensor, dict[str, Any]]:
+        loss, comps = self._call(closure, grad=False)
+        return float(loss), loss, comps
+
+    # ------------------------------------------------------------------ real steps
+    def _real_step(self, closure: Closure, micro: bool = False) -> StepResult:
+        phase = Phase.CORRECT if micro else self.phase
+        seg_before = probe_before = None
+        if self._correct_pending and not micro:
+            seg_before = self._loss_at(self._snapshot, closure)   # fresh batch at snapshot
+        elif self._probe_due() and not micro:
+            probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
+            self._real_since_probe = 0
+        if self._cur_valid and self._versions() == self._cur_versions:
+            # the weights are exactly where the last real step left them (no in-place change
+            # since, by us or by user code: autograd's version counters would have moved)
+            self._prev, self._cur = self._cur, self._prev
+        else:
+            self.flat.read_into(self._prev)
+        self._cur_valid = False
+        loss_t, comps = self._call(closure, grad=True)
+        loss = self.collective.mean([loss_t.item()])[0]
+        rolled_back = False
+        verdict: str | None = None
+        if seg_before is not None:
+            verdict = self._segment_verdict(seg_before, loss)
+            if verdict is not None:
+                self._rollback_to_snapshot()
+                rolled_back = True
+                self.flat.read_into(self._prev)
+                loss_t, comps = self._call(closure, grad=True)
+                loss = self.collective.mean([loss_t.item()])[0]
+        if probe_before is not None and not rolled_back:
+            self._record_real_probe(probe_before, loss)
+        if not math.isfinite(loss):
+            return self._skip_nonfinite(phase, "loss", loss, rolled_back)
+        t = time.perf_counter()
+        loss_t.backward()
+        self._work_s += time.perf_counter() - t
+        self.stats.backward_passes += 1
+        gn = float(self.flat.grad_norm())
+        if not math.isfinite(gn):
+            return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
+        t = time.perf_counter()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._work_s += time.perf_counter() - t
+        self.flat.read_into(self._cur)
+        torch.sub(self._cur, self._prev, out=self._update)
+        self._cur_valid = True
+        self._cur_versions = self._versions()
+        self._has_update = True
+        self._real_since_probe += 1
+        residual = None
+        if self._correct_pending and not micro:
+            residual = self._finish_segment(seg_before, loss, verdict)
+        self.predictor.observe(Observation(self._update, loss, gn, self._lr()))
+        signals = self.divergence.real_step(loss, gn, self.tracker) if (
+            self.divergence.baseline is not None) else []
+        self.tracker.update(loss)
+        if phase is Phase.WARMUP:
+            self.divergence.record_warmup(gn)
+        comp_vals = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in comps.items()}
+        if self.monitor is not None:
+            self.monitor.step(loss_t.detach(), components=comps or None)
+        transition = None
+        if not micro:
+            self._phase_steps += 1
+            transition = self._after_real_step(signals)
+        conf = self._gate_report.score if self._gate_report is not None else None
+        return StepResult(self.stats.steps, phase, loss, predicted=False, backward=True,
+                          confidence=conf, rolled_back=rolled_back,
+                          transition=str(transition) if transition else None,
+                          components=comp_vals | ({"residual_cosine": residual}
+                                                  if residual is not None else {}))
+
+    def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
+                        rolled_back: bool) -> StepResult:
+        """A NaN/Inf loss or gradient never reaches the weights: drop the step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.stats.skipped_nonfinite += 1
+        sig = self.divergence.nonfinite(what)
+        self._note(sig)
+        if self.monitor is not None:
+            self.monitor.step(torch.tensor(loss), backward=False)
+        transition = self._act_on([sig])
+        self._phase_steps += 1
+        return StepResult(self.stats.steps, phase, loss, predicted=False, backward=False,
+                          rolled_back=rolled_back or sig.level >= Level.ROLLBACK,
+                          transition=str(transition) if transition else None)
+
+    def _first_nonfinite_grad(self) -> str:
+        for p in self.flat.params:
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                return f"gradient of '{self.names.get(id(p), '?')}'"
+        return "gradient"
+
+    def _after_real_step(self, signals: list[Signal]) -> Transition | None:
+        cfg = self.config
+        for s in signals:
+            self._note(s)
+        acted = self._act_on(signals)
+        if acted is not None:
+            return acted
+        if self.phase is Phase.WARMUP:
+            if self._phase_steps >= cfg.warmup_steps:
+                self.divergence.freeze_baseline()
+                self._ensure_buffers()
+                return self._move(Phase.FULL, "warm-up done: gradient-norm baseline set",
+                                  {"grad_norm_median": self.divergence.baseline or 0.0})
+            return None
+        if self.phase is Phase.CORRECT and self._phase_steps < cfg.correct_steps:
+            return None
+        if self.phase is Phase.FULL and self._phase_steps % 50 == 0:
+            self.flat.read_into(self._snapshot)  # keep a recent known-good restore point
+        if self.phase is Phase.FULL and self._phase_steps < cfg.full_steps:
+            return None
+        return self._maybe_predict()
+
+    def _maybe_predict(self) -> Transition | None:
+        """Gate evaluation after Full (or Correct): enter Predict, or stay on real steps."""
+        cfg = self.config
+        if self._auto_off_until is not None:
+            if cfg.auto_off_reprobe == 0 or self.stats.steps < self._auto_off_until:
+                return self._move(Phase.FULL, "auto-off", {}) if self.phase is not Phase.FULL \
+                    else None
+            self._auto_off_until = None
+            self._segments_window.clear()
+        if not self.predictor.ready():
+            return self._move(Phase.FULL, "predictor not ready", {}) \
+                if self.phase is not Phase.FULL else None
+        report = self._evaluate_gate()
+        if report.is_open:
+            return self._begin_segment(report)
+        if self.phase is not Phase.FULL:
+            return self._move(Phase.FULL, "confidence below threshold",
+                              {"confidence": report.score, "threshold": report.threshold,
+                               **report.components})
+        return None
+
+    def _evaluate_gate(self) -> Any:
+        comps = {"agreement": self.predictor.agreement(), "accuracy": self._accuracy,
+                 "stability": self.tracker.stability()}
+        comps = dict(zip(comps, self.collective.mean(list(comps.values()))))
+        report = self.gate.evaluate(comps)
+        self._gate_report = report
+        if self.monitor is not None and hasattr(self.monitor, "gate_observe"):
+            self.monitor.gate_observe("predict-confidence", report.score, report.contributions,
+                                      threshold=report.threshold)
+        if not self._gate_warned:
+            msg = self.gate.unreachable()
+            if msg is not None:
+                self._gate_warned = True
+                if self.monitor is None:
+                    warnings.warn(msg, HybridWarning, stacklevel=4)
+        return report
+
+    # ------------------------------------------------------------------ predicted segments
+    def _begin_segment(self, report: Any) -> Transition:
+        cfg = self.config
+        ctx = self._context(report)
+        arm = self.bandit.select(ctx) if cfg.bandit else len(self.bandit.arms) - 1
+        horizon = self.bandit.arms[arm] if cfg.bandit else cfg.max_horizon
+        self._ensure_buffers()
+        self.flat.read_into(self._snapshot)
+        self._anchor.copy_(self._snapshot)  # type: ignore[union-attr]
+        self.predictor.begin_segment(horizon)
+        self._seg = {"i": 0, "anchor_i": 0, "horizon": horizon, "arm": arm, "ctx": ctx,
+                     "ref": self.tracker.fast, "ref_std": self.tracker.std, "accepted": 0,
+                     "rejected": 0, "lr": self._lr(), "cost_s": 0.0, "end": None}
+        self.stats.segments += 1
+        return self._move(Phase.PREDICT, f"confidence {report.score:.3f} >= threshold "
+                          f"{report.threshold:.2f}; predicting up to {horizon} steps",
+                          {"confidence": report.score, "horizon": float(horizon),
+                           **report.components})
+
+    def _predicted_step(self, closure: Closure) -> StepResult:
+        cfg, seg = self.config, self._seg
+        i, horizon = seg["i"], seg["horizon"]
+        if (cfg.correction_interval and i > seg["anchor_i"] - 1 and i > 0
+                and i % cfg.correction_interval == 0 and seg.get("micro_at") != i):
+            seg["micro_at"] = i
+            res = self._real_step(closure, micro=True)
+            self.flat.read_into(self._anchor)   # a real step is trusted: new anchor
+            seg["anchor_i"] = i
+            return res
+        fc: Forecast = self.predictor.forecast(i)
+        lr_now = self._lr()
+        scale = lr_now / seg["lr"] if seg["lr"] > 0 else 1.0
+        is_check = (i + 1 - seg["anchor_i"]) % cfg.check_every == 0 or i + 1 == horizon
+        loss_val: float | None = None
+        accepted: bool | None = None
+        transition: Transition | None = None
+        if is_check:
+            at_anchor = seg["anchor_i"] == i
+            rng = self._rng_get()
+            if not at_anchor:
+                if self._scratch is None:
+                    self._scratch = self.flat.new_buffer()
+                self.flat.read_into(self._scratch)
+                self.flat.write_from(self._anchor)
+            before, _, _ = self._forward_value(closure)
+            if not at_anchor:
+                self.flat.write_from(self._scratch)
+            self._apply(fc.delta, scale)
+            self._rng_set(rng)
+            after, after_t, comps = self._forward_value(closure)
+            before, after = self.collective.mean([before, after])
+            self.stats.forward_checks += 2
+            loss_val = after
+            window = i + 1 - seg["anchor_i"]
+            signals = self.divergence.check(before, after, fc.loss)
+            for s in signals:
+                self._note(s)
+            accepted = (math.isfinite(after) and math.isfinite(before)
+                        and after < before * (1.0 - cfg.accept_margin)
+                        and not any(s.level >= Level.ROLLBACK for s in signals))
+            self._accuracy += 0.1 * (float(accepted) - self._accuracy)
+            if accepted:
+                self.flat.read_into(self._anchor)
+                seg["anchor_i"] = i + 1
+                seg["accepted"] += window
+                self.stats.accepted_steps += window
+            else:
+                self.flat.write_from(self._anchor)
+                seg["rejected"] += window
+                self.stats.rejected_steps += window
+                seg["end"] = (f"check failed at predicted step {i + 1}: same-batch loss "
+                              f"{before:.4g} -> {after:.4g}; kept the {seg['anchor_i']} "
+                              f"verified steps before it")
+            if self.monitor is not None:
+                self.monitor.step(after_t, components=comps or None, backward=False)
+            if seg["end"] is None:
+                if any(s.level >= Level.SHORTEN for s in signals):
+                    seg["end"] = "divergence signal: " + "; ".join(str(s) for s in signals)
+                elif self._evaluate_gate().score < cfg.confidence_threshold:
+                    seg["end"] = (f"confidence dropped to {self._gate_report.score:.3f} < "
+                                  f"{cfg.confidence_threshold:.2f}")
+        else:
+            self._apply(fc.delta, scale)
+        self._last_delta = fc.delta if scale == 1.0 else fc.delta * scale
+        self.stats.predicted_steps += 1
+        seg["i"] = i + 1
+        if seg["end"] is None and seg["i"] >= horizon:
+            seg["end"] = f"horizon of {horizon} predicted steps completed"
+        if seg["end"] is not None:
+            transition = self._move(Phase.CORRECT, seg["end"],
+                                    {"accepted": float(seg["accepted"]),
+                                     "rejected": float(seg["rejected"])})
+            self._correct_pending = True
+        return StepResult(self.stats.steps, Phase.PREDICT, loss_val, predicted=True,
+                          backward=False, predicted_loss=fc.loss,
+                          confidence=self._gate_report.score if self._gate_report else None,
+                          horizon=horizon, accepted=accepted,
+                          transition=str(transition) if transition else None)
+
+    def _ensure_buffers(self) -> None:
+        if self._snapshot is None:
+            self._snapshot = self.flat.new_buffer()
+            self.flat.read_into(self._snapshot)
+        if self._anchor is None:
+            self._anchor = self.flat.new_buffer()
+
+    def _apply(self, delta: torch.Tensor, scale: float) -> None:
+        t = time.perf_counter()
+        self.flat.add_(delta, alpha=scale)
+        self._work_s += time.perf_counter() - t
+
+    def _segment_verdict(self, before: float, after: float) -> str | None:
+        """After a segment: is the model worse than its snapshot on a batch that neither the
+        predictions nor their checks saw? Paired on one batch, so batch noise cancels."""
+        limit = before * (1.0 + self.config.rollback_tolerance)
+        if not math.isfinite(after) or after > limit:
+            return (f"on a fresh batch the segment's end has loss {after:.4g} vs {before:.4g} at "
+                    f"its snapshot (limit {limit:.4g}); rolled back to the snapshot")
+        return None
+
+    def _finish_segment(self, before: float | None, after: float,
+                        verdict: str | None) -> float | None:
+        """First real step after a segment: residuals, bandit reward, auto-off bookkeeping.
+
+        Progress is measured, not assumed: the segment's relative loss drop on the fresh batch
+        (``before`` at the snapshot, ``after`` at the segment's end), converted into
+        real-step equivalents with the probed drop of a real step. Cost is the segment's wall
+        time in real-step units (or the fixed cost model).
+        """
+        seg, cfg = self._seg, self.config
+        self._correct_pending = False
+        residual = None
+        if self._last_delta is not None and not verdict:
+            residual = self.predictor.residual(self._last_delta, self._update)
+            self._residuals.append(residual)
+        n_pred = seg["i"]
+        if cfg.cost_model == "fixed" or self._t_real <= 0:
+            cost = n_pred * cfg.fixed_predicted_cost
+        else:
+            cost = seg["cost_s"] / self._t_real
+        drop = 0.0
+        if before is not None and math.isfinite(before) and before > 0 and math.isfinite(after):
+            drop = (before - after) / before
+        kept = 0.0 if verdict else drop
+        self._seg_drop_sum += kept
+        self._seg_accepted_sum += seg["accepted"]
+        progress = self._real_equivalents(kept, seg["accepted"])
+        damage = max(0.0, -drop)
+        reward = progress - cost - cfg.bandit_penalty * damage
+        if cfg.bandit:
+            self.bandit.update(seg["arm"], seg["ctx"],
+                               max(-5.0, min(5.0, reward / max(seg["horizon"], 1))))
+        self._segments_window.append((progress, cost))
+        if verdict:
+            self.stats.rollbacks += 1
+            self._note(Signal("segment-rollback", Level.ROLLBACK, after, before or 0.0, verdict))
+        if cfg.auto_off and len(self._segments_window) >= cfg.auto_off_min_segments:
+            prog = sum(p for p, _ in self._segments_window)
+            spent = sum(c for _, c in self._segments_window)
+            if prog < spent:
+                self._auto_off_reason = (
+                    f"auto-off: prediction does not pay on this workload: the last "
+                    f"{len(self._segments_window)} segments gave {prog:.1f} real-step equivalents "
+                    f"of measured progress (eta {self.eta():.2f}) for {spent:.1f} real steps' "
+                    f"worth of time; staying in Full")
+                self._auto_off_until = (self.stats.steps + cfg.auto_off_reprobe
+                                        if cfg.auto_off_reprobe else 1 << 62)
+                self._note(Signal("auto-off", Level.FULL, prog, spent, self._auto_off_reason))
+        return residual
+
+    # ------------------------------------------------------------------ eta probes
+    _PROBE_EVERY = 10
+
+    def _probe_due(self) -> bool:
+        """Probe a real step's progress every 10 real steps, only right after a real step."""
+        return (self.config.auto_off and self._has_update and self._last_was_real
+                and self.phase is not Phase.WARMUP and self._real_since_probe >= self._PROBE_EVERY)
+
+    def _loss_at(self, weights: torch.Tensor, closure: Closure) -> float:
+        """This batch's loss at other weights (one no-grad forward). It runs *before* the
+        graded forward, so autograd never sees the swap, and the RNG is restored so the graded
+        forward gets the same dropout masks: the two losses form a clean pair."""
+        if self._scratch is None:
+            self._scratch = self.flat.new_buffer()
+        rng = self._rng_get()
+        self.flat.read_into(self._scratch)
+        self.flat.write_from(weights)
+        value, _, _ = self._forward_value(closure)
+        self.flat.write_from(self._scratch)
+        self._rng_set(rng)
+        self.stats.forward_checks += 1
+        return self.collective.mean([value])[0]
+
+    def _record_real_probe(self, before: float, loss_now: float) -> None:
+        if math.isfinite(before) and math.isfinite(loss_now) and before > 0:
+            drop = (before - loss_now) / before
+            a = 0.1 if self._n_real_probe else 1.0
+            self._d_real += a * (drop - self._d_real)
+            self._n_real_probe += 1
+
+    # ------------------------------------------------------------------ recovery actions
+    def _act_on(self, signals: list[Signal]) -> Transition | None:
+        if not signals:
+            return None
+        worst = max(signals, key=lambda s: s.level)
+        if worst.level >= Level.RESTORE:
+            return self._restore(worst)
+        if worst.level >= Level.ROLLBACK and self._snapshot is not None:
+            self._rollback_to_snapshot()
+            self.stats.rollbacks += 1
+            return self._move(Phase.FULL, f"rolled back to the last snapshot: {worst}",
+                              {"observed": worst.observed, "expected": worst.expected},
+                              force=True)
+        if worst.level >= Level.FULL and self.phase is not Phase.WARMUP:
+            return self._move(Phase.FULL, f"back to real steps: {worst}",
+                              {"observed": worst.observed, "expected": worst.expected},
+                              force=True)
+        return None
+
+    def _restore(self, sig: Signal) -> Transition:
+        if self._last_checkpoint is not None and self._last_checkpoint.is_file():
+            self.load(self._last_checkpoint)
+            how = f"restored checkpoint '{self._last_checkpoint}'"
+        elif self._snapshot is not None:
+            self._rollback_to_snapshot()
+            how = "restored the last parameter snapshot"
+        else:
+            how = "no snapshot or checkpoint to restore yet"
+        self.stats.rollbacks += 1
+        self.divergence.nonfinite_streak = 0
+        if not self.flat.all_finite():
+            bad = self.flat.first_nonfinite(self.names)
+            self._fatal = f"parameter '{bad}' is NaN/Inf and nothing finite could be restored"
+            raise TrainerStateError(f"step: {self._fatal}; save checkpoints with trainer.save() "
+                                    "so a restore point exists")
+        return self._move(Phase.FULL, f"{how}: {sig}", {"observed": sig.observed}, force=True)
+
+    def _rollback_to_snapshot(self) -> None:
+        assert self._snapshot is not None
+        self._cur_valid = False
+        self.flat.write_from(self._snapshot)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------ small helpers
+    def _move(self, dst: Phase, reason: str, numbers: dict[str, float],
+              force: bool = False) -> Transition:
+        if dst is Phase.FULL and self.phase is Phase.PREDICT:
+            # leaving a segment abruptly: verdict pending is dropped, parameters are at anchor
+            self._correct_pending = False
+        t = Transition(self.stats.steps, self.phase, dst, reason,
+                       {k: float(v) for k, v in numbers.items()})
+        self.transitions.append(t)
+        self.phase = dst
+        self._phase_steps = 0
+        if dst is Phase.FULL and self._snapshot is not None and self.tracker.count:
+            # Full is a fresh start: keep a known-good restore point for loss blow-ups
+            self.flat.read_into(self._snapshot)
+        return t
+
+    def _note(self, sig: Signal) -> None:
+        self.signals.append((self.stats.steps, sig))
+        if len(self.signals) > 1000:
+            del self.signals[:500]
+
+    def _context(self, report: Any) -> np.ndarray:
+        c = report.components
+        return np.array([1.0, report.score, c["accuracy"], c["agreement"]])
+
+    def _versions(self) -> list[int]:
+        return [p._version for p in self.flat.params]
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0].get("lr", 0.0))
+
+    def _rng_get(self) -> tuple[torch.Tensor, Any]:
+        cuda = (torch.cuda.get_rng_state(self.flat.device)
+                if self.flat.device.type == "cuda" else None)
+        return torch.get_rng_state(), cuda
+
+    def _rng_set(self, state: tuple[torch.Tensor, Any]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.flat.device)
+
+    # ------------------------------------------------------------------ state & checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: model, optimizer, trainer, predictor,
+        bandit and RNG states. Plain containers and tensors only (loads with weights_only)."""
+        seg = {k: v for k, v in self._seg.items() if k != "ctx"}
+        if "ctx" in self._seg:
+            seg["ctx"] = torch.from_numpy(np.asarray(self._seg["ctx"], dtype=np.float64))
+        np_state = np.random.get_state()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "config": self.config.model_dump(),
+            "predictor": {"name": getattr(self.predictor, "name", "custom"),
+                          "state": self.predictor.state_dict()},
+            "bandit": self.bandit.state_dict(),
+            "trainer": {
+                "phase": self.phase.value, "phase_steps": self._phase_steps,
+                "stats": self.stats.state_dict(), "tracker": self.tracker.state_dict(),
+                "gate": self.gate.state_dict(), "divergence": self.divergence.state_dict(),
+                "prev": self._prev.clone(), "update": self._update.clone(),
+                "has_update": self._has_update,
+                "snapshot": None if self._snapshot is None else self._snapshot.clone(),
+                "anchor": None if self._anchor is None else self._anchor.clone(),
+                "seg": seg, "correct_pending": self._correct_pending,
+                "last_delta": None if self._last_delta is None else self._last_delta.clone(),
+                "accuracy": self._accuracy, "gate_warned": self._gate_warned,
+                "auto_off_until": self._auto_off_until, "auto_off_reason": self._auto_off_reason,
+                "segments_window": [list(x) for x in self._segments_window],
+                "t_real": self._t_real, "d_real": self._d_real,
+                "seg_drop_sum": self._seg_drop_sum, "seg_accepted_sum": self._seg_accepted_sum,
+                "n_real_probe": self._n_real_probe, "real_since_probe": self._real_since_probe,
+                "last_was_real": self._last_was_real,
+                "residuals": list(self._residuals[-1000:]),
+                "transitions": [t.to_dict() for t in self.transitions[-1000:]],
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []),
+                "python": _py_rng_to_plain(random.getstate()),
+                "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                          "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                          "cached": float(np_state[4])},
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`. Shapes are checked before anything is changed."""
+        try:
+            self._load_state(state)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint: does not match this model/trainer "
+                                  f"({str(exc).splitlines()[0][:200]}); load it into the model "
+                                  "and optimizer it was saved from") from None
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        own = self.model.state_dict()
+        theirs = state["model"]
+        mismatch = [k for k in own if k not in theirs or tuple(theirs[k].shape) != tuple(own[k].shape)]
+        extra = [k for k in theirs if k not in own]
+        if mismatch or extra:
+            k = (mismatch or extra)[0]
+            detail = (f"'{k}' has shape {tuple(theirs[k].shape)} in the file, "
+                      f"{tuple(own[k].shape)} in the model" if k in theirs and k in own
+                      else f"'{k}' is missing in the {'file' if k in own else 'model'}")
+            raise CheckpointError(f"checkpoint: written for another model ({detail}); build the "
+                                  "same architecture before loading")
+        tr = state["trainer"]
+        if tr["prev"].numel() != self.flat.numel:
+            raise CheckpointError("checkpoint: trainer state covers "
+                                  f"{tr['prev'].numel()} parameters, this optimizer "
+                                  f"{self.flat.numel}; build the optimizer the same way")
+        self._cur_valid = False
+        self.model.load_state_dict(theirs)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.predictor.load_state_dict(state["predictor"]["state"])
+        self.bandit.load_state_dict(state["bandit"])
+        self.phase = Phase(tr["phase"])
+        self._phase_steps = int(tr["phase_steps"])
+        self.stats.load_state_dict(tr["stats"])
+        self.tracker.load_state_dict(tr["tracker"])
+        self.gate.load_state_dict(tr["gate"])
+        self.divergence.load_state_dict(tr["divergence"])
+        self._prev.copy_(tr["prev"])
+        self._update.copy_(tr["update"])
+        self._has_update = bool(tr["has_update"])
+        for name in ("snapshot", "anchor"):
+            src = tr[name]
+            if src is None:
+                setattr(self, f"_{name}", None)
+            else:
+                buf = getattr(self, f"_{name}")
+                if buf is None:
+                    buf = self.flat.new_buffer()
+                    setattr(self, f"_{name}", buf)
+                buf.copy_(src)
+        seg = dict(tr["seg"])
+        if "ctx" in seg:
+            seg["ctx"] = seg["ctx"].numpy()
+        self._seg = seg
+        self._correct_pending = bool(tr["correct_pending"])
+        self._last_delta = tr["last_delta"]
+        self._accuracy = float(tr["accuracy"])
+        self._gate_warned = bool(tr["gate_warned"])
+        self._auto_off_until = tr["auto_off_until"]
+        self._auto_off_reason = tr["auto_off_reason"]
+        self._segments_window = deque((tuple(x) for x in tr["segments_window"]),
+                                      maxlen=self._segments_window.maxlen)
+        self._t_real, self._d_real = float(tr["t_real"]), float(tr["d_real"])
+        self._seg_drop_sum = float(tr["seg_drop_sum"])
+        self._seg_accepted_sum = int(tr["seg_accepted_sum"])
+        self._n_real_probe = int(tr["n_real_probe"])
+        self._real_since_probe = int(tr["real_since_probe"])
+        self._last_was_real = bool(tr["last_was_real"])
+        self._residuals = [float(x) for x in tr["residuals"]]
+        self.transitions = [Transition(int(t["step"]), Phase(t["src"]), Phase(t["dst"]),
+                                       t["reason"], dict(t["numbers"])) for t in tr["transitions"]]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(_py_rng_from_plain(rng["python"]))
+        npr = rng["numpy"]
+        np.random.set_state(("MT19937", npr["keys"].numpy().astype(np.uint32), int(npr["pos"]),
+                             int(npr["has_gauss"]), float(npr["cached"])))
+        self._fatal = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically (temp file, fsync, rename). Returns the path."""
+        out = save_atomic(self.state_dict(), path)
+        self._last_checkpoint = Path(out)
+        return out
+
+    def load(self, path: str | Path) -> None:
+        """Load a checkpoint written by :meth:`save` (``weights_only=True``, refused otherwise)."""
+        state = load_checked(path, map_location=self.flat.device)
+        self.load_state_dict(state)
+        self._last_checkpoint = Path(path)
+
+
+def _py_rng_to_plain(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [int(version), torch.tensor(internal, dtype=torch.int64), gauss]
+
+
+def _py_rng_from_plain(plain: Sequence[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = plain
+    return (int(version), tuple(int(x) for x in internal.tolist()), gauss)

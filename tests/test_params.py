@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from hybrid_predict_trainer import ConfigError
+from hybrid_predict_trainer.params import FlatParams
+
+
+def _params():
+    torch.manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+
+
+def test_read_write_add_diff_are_exact():
+    ps = _params()
+    fp = FlatParams(ps)
+    assert fp.numel == 17
+    snap = fp.flatten()
+    delta = torch.randn(17)
+    fp.add_(delta)
+    assert torch.allclose(torch.cat([p.detach().reshape(-1) for p in ps]), snap + delta)
+    out = fp.new_buffer()
+    fp.diff_into(out, snap)
+    assert torch.allclose(out, delta)
+    fp.write_from(snap)
+    assert torch.equal(fp.flatten(), snap)  # rollback is bit-exact
+
+
+def test_mixed_dtypes_use_the_slow_path():
+    ps = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(2).double())]
+    fp = FlatParams(ps)
+    snap = fp.flatten()
+    fp.add_(torch.ones(6))
+    fp.write_from(snap)
+    assert torch.allclose(fp.flatten(), snap)
+
+
+def test_grad_norm_and_finiteness():
+    ps = _params()
+    fp = FlatParams(ps)
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    assert float(fp.grad_norm()) == pytest.approx(17 ** 0.5)
+    assert fp.all_finite()
+    with torch.no_grad():
+        ps[1][2] = float("nan")
+    assert not fp.all_finite()
+    assert fp.first_nonfinite({id(ps[1]): "b"}) == "b"
+
+
+def test_no_parameters_is_a_config_error():
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        FlatParams([])
