@@ -53,6 +53,10 @@ class HybridConfig(BaseModel):
     accept_margin: float = Field(
         0.0, ge=0.0, le=1.0, description="A verified step is accepted when the same-batch loss "
         "after it is below (1 - margin) x the loss before it. 0 accepts any improvement.")
+    full_batch: bool = Field(
+        False, description="Set when every step sees the same batch (full-batch training). "
+        "Paired checks then reuse the previous check's loss as the next 'before' (one forward "
+        "per check instead of two) and the segment verdict reuses the snapshot's loss.")
     correction_interval: int = Field(
         0, ge=0, description="If > 0, one real micro-correction step every this many predicted "
         "steps inside a segment. 0 (off) measured best: the Correct phase already re-anchors.")

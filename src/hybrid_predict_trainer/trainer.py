@@ -329,11 +329,17 @@ class HybridTrainer:
         phase = Phase.CORRECT if micro else self.phase
         seg_before = probe_before = None
         if self._correct_pending and not micro:
-            seg_before = self._loss_at(self._snapshot, closure)   # fresh batch at snapshot
+            if self.config.full_batch and self._seg.get("snapshot_loss") is not None:
+                seg_before = self._seg["snapshot_loss"]   # same batch: measured at segment start
+            else:
+                seg_before = self._loss_at(self._snapshot, closure)  # fresh batch at snapshot
         elif self._probe_due() and not micro:
             probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
             self._real_since_probe = 0
-        if self._cur_valid and self._versions() == self._cur_versions:
+        lean = self._lean()
+        if lean:
+            pass
+        elif self._cur_valid and self._versions() == self._cur_versions:
             # the weights are exactly where the last real step left them (no in-place change
             # since, by us or by user code: autograd's version counters would have moved)
             self._prev, self._cur = self._cur, self._prev
@@ -367,16 +373,19 @@ class HybridTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._work_s += time.perf_counter() - t
-        self.flat.read_into(self._cur)
-        torch.sub(self._cur, self._prev, out=self._update)
-        self._cur_valid = True
-        self._cur_versions = self._versions()
-        self._has_update = True
-        self._real_since_probe += 1
         residual = None
-        if self._correct_pending and not micro:
-            residual = self._finish_segment(seg_before, loss, verdict)
-        self.predictor.observe(Observation(self._update, loss, gn, self._lr()))
+        if lean:
+            self._has_update = False
+        else:
+            self.flat.read_into(self._cur)
+            torch.sub(self._cur, self._prev, out=self._update)
+            self._cur_valid = True
+            self._cur_versions = self._versions()
+            self._has_update = True
+            self._real_since_probe += 1
+            if self._correct_pending and not micro:
+                residual = self._finish_segment(seg_before, loss, verdict)
+            self.predictor.observe(Observation(self._update, loss, gn, self._lr()))
         signals = self.divergence.real_step(loss, gn, self.tracker) if (
             self.divergence.baseline is not None) else []
         self.tracker.update(loss)
@@ -521,14 +530,20 @@ class HybridTrainer:
                     self._scratch = self.flat.new_buffer()
                 self.flat.read_into(self._scratch)
                 self.flat.write_from(self._anchor)
-            before, _, _ = self._forward_value(closure)
+            if at_anchor and cfg.full_batch and seg.get("anchor_loss") is not None:
+                before = seg["anchor_loss"]   # same batch every step: the anchor's loss is known
+            else:
+                before, _, _ = self._forward_value(closure)
+                self.stats.forward_checks += 1
+                if i == 0:
+                    seg["snapshot_loss"] = before
             if not at_anchor:
                 self.flat.write_from(self._scratch)
             self._apply(fc.delta, scale)
             self._rng_set(rng)
             after, after_t, comps = self._forward_value(closure)
             before, after = self.collective.mean([before, after])
-            self.stats.forward_checks += 2
+            self.stats.forward_checks += 1
             loss_val = after
             window = i + 1 - seg["anchor_i"]
             signals = self.divergence.check(before, after, fc.loss)
@@ -541,6 +556,7 @@ class HybridTrainer:
             if accepted:
                 self.flat.read_into(self._anchor)
                 seg["anchor_i"] = i + 1
+                seg["anchor_loss"] = after
                 seg["accepted"] += window
                 self.stats.accepted_steps += window
             else:
@@ -575,6 +591,16 @@ class HybridTrainer:
                           confidence=self._gate_report.score if self._gate_report else None,
                           horizon=horizon, accepted=accepted,
                           transition=str(transition) if transition else None)
+
+    _LEAN_MARGIN = 64
+
+    def _lean(self) -> bool:
+        """While auto-off holds, real steps skip all prediction bookkeeping (update diffs,
+        predictor observations, probes) until shortly before the re-probe, so a workload
+        where prediction does not pay runs at plain-training speed plus the divergence
+        checks. The predictor refills its window in the last ``_LEAN_MARGIN`` steps."""
+        return (self._auto_off_until is not None
+                and self.stats.steps < self._auto_off_until - self._LEAN_MARGIN)
 
     def _ensure_buffers(self) -> None:
         if self._snapshot is None:
@@ -617,6 +643,7 @@ class HybridTrainer:
             cost = n_pred * cfg.fixed_predicted_cost
         else:
             cost = seg["cost_s"] / self._t_real
+        cost = self.collective.mean([cost])[0]   # wall times differ by rank; decisions must not
         drop = 0.0
         if before is not None and math.isfinite(before) and before > 0 and math.isfinite(after):
             drop = (before - after) / before
