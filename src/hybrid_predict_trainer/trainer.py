@@ -508,7 +508,9 @@ class HybridTrainer:
     def _predicted_step(self, closure: Closure) -> StepResult:
         cfg, seg = self.config, self._seg
         i, horizon = seg["i"], seg["horizon"]
-        if (cfg.correction_interval and i > seg["anchor_i"] - 1 and i > 0
+        # micro-correction: a real step, only at a verified point (never on top of an
+        # unverified window, which would then become the anchor without a check)
+        if (cfg.correction_interval and i > 0 and i == seg["anchor_i"]
                 and i % cfg.correction_interval == 0 and seg.get("micro_at") != i):
             seg["micro_at"] = i
             res = self._real_step(closure, micro=True)
@@ -691,9 +693,11 @@ class HybridTrainer:
         rng = self._rng_get()
         self.flat.read_into(self._scratch)
         self.flat.write_from(weights)
-        value, _, _ = self._forward_value(closure)
-        self.flat.write_from(self._scratch)
-        self._rng_set(rng)
+        try:
+            value, _, _ = self._forward_value(closure)
+        finally:  # a closure that raises must not leave the model at the probe's weights
+            self.flat.write_from(self._scratch)
+            self._rng_set(rng)
         self.stats.forward_checks += 1
         return self.collective.mean([value])[0]
 
