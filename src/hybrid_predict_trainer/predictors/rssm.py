@@ -101,8 +101,10 @@ class RSSMLitePredictor:
         return self.count >= self.window
 
     def agreement(self) -> float:
-        # Refit at most every window/2 observations: the gate asks every step.
-        if self.ready() and (self._weights is None or self._since_fit >= self.window // 2):
+        # The gate asks every step; fitting costs a few GRU training iterations, so the
+        # agreement of the last fit is reused and a fit happens only once the predictor first
+        # becomes ready (later fits come with each segment's begin_segment).
+        if self.ready() and self._weights is None:
             self._fit_and_rollout(horizon=1)
         return self._agreement
 

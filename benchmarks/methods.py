@@ -1,0 +1,233 @@
+"""Every compared method as a small runner with one interface: ``step(x, y) -> StepRecord``.
+
+Why one interface: the harness times exactly the ``step`` call, evaluates between calls and
+counts backward passes the same way for every method, so no method gets its own stopwatch.
+Each runner receives a model built with the seed's initial weights and an AdamW optimizer at
+the learning rate chosen for it; the peers are short, faithful versions of the published ideas
+(each docstring says exactly what it does).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+from .workloads import Workload
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one call did: its phase, whether a backward ran, whether it was predicted."""
+
+    phase: str
+    backward: bool
+    predicted: bool = False
+    rolled_back: bool = False
+
+
+FULL = StepRecord("full", backward=True)
+
+
+class Runner(Protocol):
+    """A method bound to one model; ``stats`` returns method-specific counters at the end."""
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def _adamw(model: nn.Module, lr: float) -> torch.optim.AdamW:
+    # PyTorch defaults otherwise (betas 0.9/0.999, weight decay 0.01), identical for all methods.
+    return torch.optim.AdamW(model.parameters(), lr=lr)
+
+
+class AdamWRunner:
+    """Plain AdamW: forward, backward, optimizer step."""
+
+    def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int) -> None:
+        self.workload, self.model, self.opt = workload, model, _adamw(model, lr)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        self.opt.zero_grad(set_to_none=True)
+        self.workload.loss(self.model(x), y).backward()
+        self.opt.step()
+        return FULL
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class LookaheadRunner(AdamWRunner):
+    """Lookahead (Zhang et al., 2019) over AdamW with k=5, alpha=0.5.
+
+    Slow weights phi start at the initial weights. After every k inner AdamW steps:
+    ``phi <- phi + alpha * (theta - phi)`` and ``theta <- phi``. The inner optimizer's state is
+    kept across synchronisations (the paper's default).
+    """
+
+    k = 5
+    alpha = 0.5
+
+    def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int) -> None:
+        super().__init__(workload, model, lr, seed)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.slow = [p.detach().clone() for p in self.params]
+        self.count = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        super().step(x, y)
+        self.count += 1
+        if self.count % self.k == 0:
+            with torch.no_grad():
+                for p, s in zip(self.params, self.slow):
+                    s.add_(p - s, alpha=self.alpha)
+                    p.copy_(s)
+        return FULL
+
+    def stats(self) -> dict[str, Any]:
+        return {"synchronisations": self.count // self.k}
+
+
+class SelectiveBackpropRunner(AdamWRunner):
+    """Selective-Backprop (Jiang et al., 2019), deterministic top-k variant.
+
+    A no-grad forward scores every example of the batch; the highest-loss third (rounded up)
+    is forwarded again with autograd and backpropagated, and AdamW steps on their mean loss.
+    Cost per step: one full forward + a third of a forward and backward. (The paper selects
+    probabilistically from a loss history and refills a batch; the top-k rule is the commonly
+    used simplification.)
+    """
+
+    fraction = 1.0 / 3.0
+
+    def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int) -> None:
+        super().__init__(workload, model, lr, seed)
+        self.selected = 0
+        self.seen = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        with torch.no_grad():
+            losses = self.workload.per_sample_loss(self.model(x), y)
+        k = max(1, math.ceil(self.fraction * len(losses)))
+        idx = torch.topk(losses, k).indices
+        self.opt.zero_grad(set_to_none=True)
+        self.workload.loss(self.model(x[idx]), y[idx]).backward()
+        self.opt.step()
+        self.selected += k
+        self.seen += len(losses)
+        return FULL
+
+    def stats(self) -> dict[str, Any]:
+        return {"backprop_fraction": self.selected / max(self.seen, 1)}
+
+
+class LinearExtrapolationRunner(AdamWRunner):
+    """Per-parameter linear extrapolation of the weight trajectory, unverified.
+
+    Every k=10 AdamW steps each parameter jumps ``theta <- theta + c * (theta - theta_anchor)``
+    with c=0.5, where ``theta_anchor`` is the weight right after the previous jump (or the
+    initial weight). So every jump guesses five further steps along the last ten steps' mean
+    direction, for the cost of one vector update. Nothing checks the jump and the AdamW state
+    is left as it is; this is the simplest peer of a predicted step.
+    """
+
+    k = 10
+    c = 0.5
+
+    def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int) -> None:
+        super().__init__(workload, model, lr, seed)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.anchor = [p.detach().clone() for p in self.params]
+        self.count = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        super().step(x, y)
+        self.count += 1
+        if self.count % self.k == 0:
+            with torch.no_grad():
+                for p, a in zip(self.params, self.anchor):
+                    p.add_(p - a, alpha=self.c)
+                    a.copy_(p)
+        return FULL
+
+    def stats(self) -> dict[str, Any]:
+        return {"jumps": self.count // self.k}
+
+
+class HybridRunner:
+    """The library's :class:`HybridTrainer` over AdamW with one predictor family.
+
+    The whole ``trainer.step`` call is what the harness times, so the trainer's own
+    bookkeeping (snapshots, predictor fitting, gates) counts against it. The health monitor is
+    off: it is an optional feature measured separately, not part of a training step.
+    """
+
+    def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int,
+                 predictor: str, config: dict[str, Any] | None = None) -> None:
+        from hybrid_predict_trainer import HybridConfig, HybridTrainer
+
+        self.workload, self.model = workload, model
+        cfg = HybridConfig(predictor=predictor, monitor=False, seed=seed, **(config or {}))
+        self.trainer = HybridTrainer(model, _adamw(model, lr), config=cfg)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
+        model, loss = self.model, self.workload.loss
+        result = self.trainer.step(lambda: loss(model(x), y))
+        return StepRecord(phase=getattr(result.phase, "value", str(result.phase)),
+                          backward=bool(result.backward), predicted=bool(result.predicted),
+                          rolled_back=bool(result.rolled_back))
+
+    def stats(self) -> dict[str, Any]:
+        summary = dict(self.trainer.summary())
+        close = getattr(self.trainer, "close", None)
+        if callable(close):
+            close()
+        return summary
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method: how to build its runner, and its description for the report."""
+
+    name: str
+    make: Callable[[Workload, nn.Module, float, int], Runner]
+    description: str
+    tuned: bool = True  # False: runs at the workload's default lr (the plain `adamw` row)
+    hybrid: bool = False
+
+
+def _hybrid(predictor: str) -> Callable[[Workload, nn.Module, float, int], Runner]:
+    def make(workload: Workload, model: nn.Module, lr: float, seed: int) -> Runner:
+        return HybridRunner(workload, model, lr, seed, predictor)
+    return make
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("adamw-tuned", AdamWRunner, "AdamW at the best lr of the grid (the baseline)"),
+    Method("adamw", AdamWRunner, "AdamW at the workload's default lr", tuned=False),
+    Method("hybrid-continuation", _hybrid("continuation"),
+           "HybridTrainer, predictor 'continuation'", hybrid=True),
+    Method("hybrid-extrapolation", _hybrid("extrapolation"),
+           "HybridTrainer, predictor 'extrapolation'", hybrid=True),
+    Method("hybrid-rssm", _hybrid("rssm"), "HybridTrainer, predictor 'rssm'", hybrid=True),
+    Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
+    Method("selective-backprop", SelectiveBackpropRunner,
+           "backward on the highest-loss third of each batch"),
+    Method("linear-extrapolation", LinearExtrapolationRunner,
+           "every 10 AdamW steps, theta += 0.5 * (theta - theta_10_steps_ago), unverified"),
+)}
+
+#: Multipliers of the workload's default lr that every tuned method may choose from.
+LR_GRID = (0.5, 1.0, 2.0, 4.0)
+
+
+def hybrid_available() -> str | None:
+    """None if the trainer imports, else the reason (the hybrid rows are then skipped)."""
+    try:
+        from hybrid_predict_trainer import HybridConfig, HybridTrainer  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+        return f"{type(exc).__name__}: {exc}"
+    return None

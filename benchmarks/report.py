@@ -1,0 +1,197 @@
+"""Writes ``report.json``, ``report.md`` and the PNG plots; optionally publishes them.
+
+Why JSON first: every figure in the Markdown is read back from the JSON, so the committed
+``RESULTS.md`` can never disagree with ``results/latest.json``. Publishing copies a run's
+files to ``benchmarks/RESULTS.md``, ``benchmarks/results/latest.json`` and
+``benchmarks/results/*.png`` (the only result files kept in version control).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import plots
+from .summary import statistics_note
+
+BENCH_DIR = Path(__file__).resolve().parent
+SCHEMA_KEYS = ("lr", "speedup_median", "speedup_min", "speedup_max", "speedup_vs_same_lr",
+               "reached_target", "final_val_loss", "backward_passes", "predicted_fraction",
+               "rollbacks", "overhead_pct", "peak_rss_mb")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every reader can parse the file."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _f(value: Any, fmt: str = ".2f", none: str = "-") -> str:
+    if value is None:
+        return none
+    if isinstance(value, float) and not math.isfinite(value):
+        return none
+    return format(value, fmt)
+
+
+def _speed(e: dict[str, Any]) -> str:
+    if e["speedup_median"] is None:
+        return "-"
+    return (f"**{e['speedup_median']:.2f}x** [{_f(e['speedup_min'])}-{_f(e['speedup_max'])}]")
+
+
+def workload_markdown(name: str, w: dict[str, Any]) -> str:
+    """One section: setup line, cost line, bound, and a table of every method."""
+    if w.get("skipped"):
+        return f"## {name}\n\n**Skipped:** {w['skipped']}\n"
+    c = w["costs_ms"]
+    lines = [
+        f"## {name}", "", w["description"], "",
+        f"- {w['seeds']} seeds; budget {w['budget_steps']} steps, evaluation every "
+        f"{w['eval_every']} steps; "
+        f"default lr {w['default_lr']:g}, tuned lr {_f(w['tuned_lr'], 'g')}; "
+        f"target (median over seeds) {_f(w['target_median'], '.4f')}; "
+        f"adamw-tuned training time {_f(w['baseline_time_s'])} s",
+        f"- per-step cost (ms, median): forward {c['fwd_ms']:.2f}, backward {c['bwd_ms']:.2f}, "
+        f"optimizer {c['opt_ms']:.2f}, no-grad forward {c['nograd_fwd_ms']:.2f}; "
+        f"**bwd/fwd = {w['bwd_fwd_ratio']:.2f}**",
+        f"- bound for the best hybrid's predicted fraction f = "
+        f"{100 * w['bound_predicted_fraction']:.0f}%: 3/(3-2f) = **{w['bound']:.2f}x**; "
+        f"from the measured costs {w['bound_measured']:.2f}x",
+        f"- budget end: adamw-tuned's loss still fell {_f(w['end_drop_pct'])}% over the last "
+        f"20% of its steps; evaluation-to-evaluation wobble {_f(w['curve_jitter_pct'])}%; "
+        f"standard error of the validation mean {_f(100 * (w['val_rel_se'] or 0.0))}% "
+        "(the same fixed subset scores every method)",
+        f"- load: {w['flagged_runs']} runs flagged (> threshold cores used by other "
+        f"processes), {w['repeated_runs']} repeated, max {_f(w['max_other_cores'])} cores",
+        "",
+        "| method | lr | speed-up vs adamw-tuned | vs same-lr adamw | reached | "
+        "time to target s | steps / backward to target | predicted | segments ok / rolled "
+        "back | loss at equal time (gap) | overhead | peak RSS MB (growth in run) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, e in w["methods"].items():
+        seg = (f"{_f(e['accepted_segments'], '.0f')} / {_f(e['rollbacks'], '.0f')}"
+               if e.get("segments") is not None else "-")
+        reached = "yes" if e["reached_target"] else f"**no** ({e['reached_seeds']})"
+        gap = f"{_f(e['final_val_loss'], '.4f')} ({_f(e['final_gap_pct'], '+.2f')}%)"
+        overhead = (f"{_f(e['overhead_pct'], '.1f')}% ({_f(e['overhead_per_step_ms'])} ms)"
+                    if e.get("overhead_pct") is not None else "-")
+        lines.append(
+            f"| {m} | {e['lr']:g} | {_speed(e)} | {_f(e['speedup_vs_same_lr'])}x | {reached} "
+            f"| {_f(e['time_to_target_s'])} | {_f(e['steps_to_target'], '.0f')} / "
+            f"{_f(e['backward_passes'], '.0f')} | {100 * e['predicted_fraction']:.0f}% | {seg} "
+            f"| {gap} | {overhead} | {_f(e['peak_rss_mb'], '.0f')} "
+            f"({_f(e['rss_growth_mb'], '+.0f')}) |")
+    errors = {m: e["errors"] for m, e in w["methods"].items() if e.get("errors")}
+    for m, errs in errors.items():
+        lines.append(f"\n**{m} failed:** {'; '.join(errs)}")
+    reasons = {m: r.get("never_predicted_reason") for m, e in w["methods"].items()
+               for r in e["per_seed"][:1] if r.get("never_predicted_reason")}
+    for m, why in reasons.items():
+        lines.append(f"\n{m} never predicted (seed 0): {why}")
+    lines += ["", f"![{name} loss vs time](loss_vs_time_{name}.png)"]
+    if any(r["timeline"] for r in w.get("runs", [])):
+        lines.append(f"![{name} hybrid timeline](timeline_{name}.png)")
+    return "\n".join(lines) + "\n"
+
+
+def goals_markdown(workloads: dict[str, Any]) -> str:
+    """The benchmark goals, each checked against the measured numbers and stated plainly."""
+    done = {n: w for n, w in workloads.items() if w.get("methods")}
+    rows = []
+    for n, w in done.items():
+        hyb = {m: e for m, e in w["methods"].items() if m.startswith("hybrid")}
+        if not hyb:
+            continue
+        best_m, best = max(hyb.items(), key=lambda kv: kv[1]["speedup_median"] or 0.0)
+        peers = [w["methods"][p]["speedup_median"] or 0.0 for p in
+                 ("lookahead", "selective-backprop", "linear-extrapolation") if p in w["methods"]]
+        rows.append((n, best_m, best, peers))
+    if not rows:
+        return ""
+    n_fast = sum((b["speedup_median"] or 0.0) >= 1.2 for _, _, b, _ in rows)
+    slow = [n for n, _, b, _ in rows if (b["speedup_median"] or 0.0) < 0.95]
+    quality = [n for n, _, b, _ in rows if b["final_gap_pct"] is None or b["final_gap_pct"] > 0.5]
+    behind = [n for n, _, b, p in rows if p and (b["speedup_median"] or 0.0) <= max(p)]
+    verdict = ("met" if n_fast >= 2 else "**missed**")
+    out = ["## Goals, checked against these numbers", "",
+           "| workload | best hybrid | median speed-up | final-loss gap | best peer |",
+           "|---|---|---|---|---|"]
+    for n, m, b, p in rows:
+        out.append(f"| {n} | {m} | {_f(b['speedup_median'])}x | {_f(b['final_gap_pct'], '+.2f')}% "
+                   f"| {_f(max(p) if p else None)}x |")
+    out += ["",
+            f"- hybrid >= 1.2x on at least 2 workloads: {verdict} ({n_fast} of the "
+            f"{len(rows)} run)",
+            "- no workload below 0.95x: "
+            f"{'met' if not slow else '**missed** on ' + ', '.join(slow)}",
+            f"- final quality within 0.5% at equal wall time: "
+            f"{'met' if not quality else '**missed** on ' + ', '.join(quality)}",
+            f"- best hybrid ahead of the three peers: "
+            f"{'met' if not behind else '**missed** on ' + ', '.join(behind)}", ""]
+    return "\n".join(out)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# Benchmark results", "",
+        f"Command: `{report['command']}`; {report['elapsed_s'] / 60:.1f} min in all.", "",
+        f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count')} cores, torch "
+        f"{m.get('torch')}, {m.get('threads')} threads, OMP_WAIT_POLICY="
+        f"{m.get('omp_wait_policy')}, Python {m.get('python')}; {m.get('time')}.", "",
+        statistics_note() + ".", "",
+        "How to read: every method starts from the same initial weights and sees the same "
+        "batches; time is training time only (evaluation excluded), methods interleaved per "
+        "seed. Every tuned method runs at its own best lr from the grid "
+        f"{report['lr_grid']} x default, chosen on a separate seed with the same number of "
+        "runs. 'vs same-lr adamw' compares with plain AdamW at the method's lr (against that "
+        "run's own target) and is shown only as a secondary figure: the tuned baseline is the "
+        "one that counts. 'loss at equal time' is the validation loss after the tuned "
+        "baseline's full training time; gap is relative to the baseline's.", "",
+        "![speed-ups](speedups.png)", "",
+        goals_markdown(report["workloads"]),
+    ]
+    for name, w in report["workloads"].items():
+        lines.append(workload_markdown(name, w))
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write the JSON, the Markdown and every plot into ``out``; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, w in report["workloads"].items():
+        if w.get("methods"):
+            files.append(plots.loss_vs_time(name, w, out / f"loss_vs_time_{name}.png"))
+            tl = plots.timeline(name, w, out / f"timeline_{name}.png")
+            if tl:
+                files.append(tl)
+    sp = plots.speedups(report["workloads"], out / "speedups.png")
+    if sp:
+        files.append(sp)
+    (out / "report.json").write_text(json.dumps(_clean(report), indent=1), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    return [out / "report.json", out / "report.md", *files]
+
+
+def publish(out: Path) -> None:
+    """Copy a finished run to the committed locations (``RESULTS.md``, ``results/``)."""
+    results = BENCH_DIR / "results"
+    results.mkdir(exist_ok=True)
+    for old in results.glob("*.png"):
+        old.unlink()
+    shutil.copyfile(out / "report.json", results / "latest.json")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for png in out.glob("*.png"):
+        shutil.copyfile(png, results / png.name)
+        md = md.replace(f"]({png.name})", f"](results/{png.name})")
+    (BENCH_DIR / "RESULTS.md").write_text(md, encoding="utf-8")

@@ -1,0 +1,72 @@
+"""The harness on a toy workload: same start for every method, tuning from the grid, a
+report entry with the documented keys. Seconds only; no timing is asserted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.costs import measure_costs
+from benchmarks.harness import BenchConfig, Harness, run_once
+from benchmarks.methods import LR_GRID, METHODS
+from benchmarks.report import SCHEMA_KEYS, _clean, markdown
+from benchmarks.summary import summarise
+from benchmarks.workloads import Data, Workload, epoch_batches
+
+
+@pytest.fixture()
+def toy() -> tuple[Workload, Data]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=gen)
+    y = torch.tanh(x @ torch.randn(8, 1, generator=gen))
+    data = Data(x[:192], y[:192], x[192:], y[192:])
+    wl = Workload(name="toy", description="toy regression", default_lr=0.01, steps=30,
+                  eval_every=5, batch_size=32, load=lambda: data,
+                  build_model=lambda d: nn.Sequential(nn.Linear(8, 16), nn.Tanh(),
+                                                      nn.Linear(16, 1)),
+                  per_sample_loss=lambda out, t: ((out - t) ** 2).mean(dim=1),
+                  batches=lambda d, seed: epoch_batches(d, seed, 32))
+    return wl, data
+
+
+def test_run_once_stops_and_counts(toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    res = run_once(wl, data, METHODS["adamw"], 0.01, 0, role="eval", max_steps=12)
+    assert res.ok and res.steps == 12 and res.backward_passes == 12
+    assert [p[0] for p in res.points] == [0, 5, 10, 12]
+    assert all(b[1] >= a[1] for a, b in zip(res.points, res.points[1:]))  # time is monotone
+    stopped = run_once(wl, data, METHODS["adamw"], 0.01, 0, role="eval", max_steps=30,
+                       stop_at=10.0, min_steps=20)
+    assert stopped.stopped == "target" and stopped.steps == 20
+    diverged = run_once(wl, data, METHODS["adamw"], 1e4, 0, role="eval", max_steps=30)
+    assert diverged.stopped == "diverged" and not diverged.ok
+
+
+def test_harness_end_to_end(toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    methods = [METHODS[m] for m in ("adamw-tuned", "adamw", "lookahead", "selective-backprop")]
+    h = Harness(wl, data, methods, BenchConfig(seeds=2, max_repeats=0, warmup_steps=3),
+                log=lambda _: None)
+    h.warm_up()
+    h.tune()
+    grid = {wl.default_lr * m for m in LR_GRID}
+    assert set(h.lrs) == {m.name for m in methods}
+    assert all(lr in grid for lr in h.lrs.values())
+    assert h.lrs["adamw"] == wl.default_lr
+    assert len([r for r in h.runs if r.role == "tune"]) == 4 * 3   # same budget per method
+    h.evaluate_seeds()
+    for seed in (0, 1):
+        starts = {r.points[0][4] for r in h.runs if r.role != "tune" and r.seed == seed}
+        assert len(starts) == 1, "every method of a seed starts from the same weights"
+    entry = summarise(h, measure_costs(wl, data, reps=3, warmup=1))
+    assert set(entry["methods"]) == {m.name for m in methods}
+    for e in entry["methods"].values():
+        assert set(SCHEMA_KEYS) <= set(e)
+    base = entry["methods"]["adamw-tuned"]
+    assert base["reached_target"] and base["speedup_median"] == pytest.approx(1.0)
+    report = {"command": "test", "elapsed_s": 1.0, "machine": {}, "lr_grid": list(LR_GRID),
+              "seeds": 2, "workloads": {"toy": entry}}
+    json.dumps(_clean(report), allow_nan=False)
+    assert "| adamw-tuned |" in markdown(report)

