@@ -64,12 +64,15 @@ class HybridTrainer:
             to use instead of the built-in one ``config.predictor`` names.
         collective: how decisions are agreed across processes (DDP); single process by default.
         hooks: callables receiving every :class:`StepResult` (forward metrics to any logger).
+        backward: runs the backward pass of a real step instead of ``loss.backward()`` (e.g.
+            ``LightningModule.manual_backward`` for mixed precision and strategies).
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  config: HybridConfig | None = None, *, predictor: Predictor | None = None,
                  collective: Collective | None = None,
-                 hooks: Sequence[MetricsHook] = ()) -> None:
+                 hooks: Sequence[MetricsHook] = (),
+                 backward: Callable[[torch.Tensor], None] | None = None) -> None:
         if config is None:
             config = HybridConfig()
         elif isinstance(config, dict):
@@ -97,6 +100,8 @@ class HybridTrainer:
         self.transitions: list[Transition] = []
         self.signals: list[tuple[int, Signal]] = []
         self.hooks: list[MetricsHook] = list(hooks)
+        self._backward = backward
+        self._rolled_now = False                  # a rollback/restore happened this step
         self._writer = JsonlWriter(config.metrics_path) if config.metrics_path else None
         if self._writer is not None:
             self.hooks.append(self._writer)
@@ -186,6 +191,7 @@ class HybridTrainer:
                             f"{type(closure).__name__}; write trainer.step(lambda: loss_fn(model(x), y))")
         t0 = time.perf_counter()
         self._work_s = 0.0
+        self._rolled_now = False
         phase = self.phase
         try:
             if phase is Phase.PREDICT:
@@ -363,10 +369,15 @@ class HybridTrainer:
         if not math.isfinite(loss):
             return self._skip_nonfinite(phase, "loss", loss, rolled_back)
         t = time.perf_counter()
-        loss_t.backward()
+        if self._backward is not None:
+            self._backward(loss_t)
+        else:
+            loss_t.backward()
         self._work_s += time.perf_counter() - t
         self.stats.backward_passes += 1
-        gn = float(self.flat.grad_norm())
+        # identical on every DDP rank once gradients are all-reduced; reduced anyway so that
+        # the skip/divergence decisions stay collective under no_sync or other schemes
+        gn = self.collective.mean([float(self.flat.grad_norm())])[0]
         if not math.isfinite(gn):
             return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
         t = time.perf_counter()
@@ -400,7 +411,7 @@ class HybridTrainer:
             transition = self._after_real_step(signals)
         conf = self._gate_report.score if self._gate_report is not None else None
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=True,
-                          confidence=conf, rolled_back=rolled_back,
+                          confidence=conf, rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None,
                           components=comp_vals | ({"residual_cosine": residual}
                                                   if residual is not None else {}))
@@ -417,7 +428,7 @@ class HybridTrainer:
         transition = self._act_on([sig])
         self._phase_steps += 1
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=False,
-                          rolled_back=rolled_back or sig.level >= Level.ROLLBACK,
+                          rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None)
 
     def _first_nonfinite_grad(self) -> str:
@@ -730,6 +741,7 @@ class HybridTrainer:
     def _restore(self, sig: Signal) -> Transition:
         if self._last_checkpoint is not None and self._last_checkpoint.is_file():
             self.load(self._last_checkpoint)
+            self._rolled_now = True
             how = f"restored checkpoint '{self._last_checkpoint}'"
         elif self._snapshot is not None:
             self._rollback_to_snapshot()
@@ -748,6 +760,7 @@ class HybridTrainer:
     def _rollback_to_snapshot(self) -> None:
         assert self._snapshot is not None
         self._cur_valid = False
+        self._rolled_now = True
         self.flat.write_from(self._snapshot)
         self.optimizer.zero_grad(set_to_none=True)
 

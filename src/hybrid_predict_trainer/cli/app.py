@@ -78,6 +78,24 @@ def demo_table(result: dict) -> Table:
     return t
 
 
+def _register() -> None:
+    """Commands live in their own modules; each imports its heavy dependencies lazily."""
+    from .bench_cmd import bench
+    from .report_cmd import report
+    from .strict import StrictCommand
+    from .sweep_cmd import sweep
+    from .train_cmd import train
+
+    app.command(cls=StrictCommand)(train)
+    app.command(cls=StrictCommand)(report)
+    app.command(cls=StrictCommand)(sweep)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                  "help_option_names": []})(bench)
+
+
+_register()
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,101 @@
+"""The Optuna search behind ``hpt sweep``: search space, objective and the TOML answer.
+
+Objectives (``[sweep] objective``):
+
+- ``time_to_target`` (default): training seconds (validation excluded) until the validation
+  loss first reaches ``target_val_loss``; the trial stops there. A trial that never reaches
+  it within the ``[run]`` budget is *infeasible* (a constraint for the TPE sampler) and scores
+  twice its training time, so quality is a hard requirement and speed is what is optimised.
+- ``val_loss``: the validation loss at the end of the ``[run]`` budget.
+
+Validation comes from the task's ``validate(model)``; it runs every ``[run] eval_every``
+steps (or at each epoch end), the granularity at which the target can be detected.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..config import HybridConfig
+from ..errors import ConfigError
+from .schema import SWEEP_KEYS, SweepSection
+
+_FLOAT_KEYS = ("confidence_threshold", "divergence_sigma")
+DEFAULT_SPACE: dict[str, list[Any]] = {
+    "max_horizon": [4, 8, 16, 32],
+    "confidence_threshold": [0.3, 0.8],
+    "divergence_sigma": [2.0, 6.0],
+    "correction_interval": [0, 2, 4, 8],
+    "predictor": ["continuation", "extrapolation", "rssm"],
+    "check_every": [1, 2, 4],
+}
+
+
+def search_space(sweep: SweepSection) -> dict[str, list[Any]]:
+    """The defaults, narrowed by ``[sweep.space]``. Float keys take [low, high]; the others
+    a list of choices (one choice fixes the value)."""
+    space = {**DEFAULT_SPACE, **sweep.space}
+    for key in _FLOAT_KEYS:
+        v = space[key]
+        if len(v) != 2 or not all(isinstance(x, (int, float)) for x in v) or v[0] > v[1]:
+            raise ConfigError(f"[sweep] space.{key}: give [low, high] with low <= high, got {v}")
+    return {k: space[k] for k in SWEEP_KEYS}
+
+
+def suggest(trial: Any, space: dict[str, list[Any]], base: HybridConfig) -> HybridConfig:
+    """One point of the space on top of the ``[hybrid]`` settings (validated)."""
+    values: dict[str, Any] = {}
+    for key, v in space.items():
+        if key in _FLOAT_KEYS:
+            values[key] = (float(v[0]) if v[0] == v[1]
+                           else trial.suggest_float(key, float(v[0]), float(v[1])))
+        else:
+            values[key] = v[0] if len(v) == 1 else trial.suggest_categorical(key, list(v))
+    cfg = base.model_dump()
+    cfg.update(values)
+    cfg["horizons"] = _horizons(base, int(values["max_horizon"]))
+    return HybridConfig.from_dict(cfg)
+
+
+def _horizons(base: HybridConfig, max_h: int) -> list[int]:
+    """The bandit's arms for this max_horizon: the configured ones that fit, else powers of 2."""
+    fitting = [h for h in base.horizons if h <= max_h]
+    if "horizons" in base.model_fields_set and fitting:
+        return fitting
+    arms = [h for h in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if h <= max_h]
+    return arms if arms and arms[-1] == max_h else arms + [max_h]
+
+
+def changed_settings(cfg: HybridConfig, space: dict[str, list[Any]]) -> dict[str, Any]:
+    """The searched keys of ``cfg`` (plus horizons), for the TOML snippet."""
+    out = {k: getattr(cfg, k) for k in space}
+    out["horizons"] = list(cfg.horizons)
+    return out
+
+
+def toml_snippet(settings: dict[str, Any], comment: str) -> str:
+    """``[hybrid]`` lines for the best settings (plain values only)."""
+    lines = [f"# {comment}", "[hybrid]"]
+    for k, v in settings.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(round(v, 6)) if math.isfinite(v) else "nan"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"sweep: cannot write {type(v).__name__} as TOML")
+
+
+def storage_url(folder: Path) -> str:
+    """SQLite storage inside the sweep folder (resumable: rerun the command to add trials)."""
+    return f"sqlite:///{(folder / 'sweep.db').resolve().as_posix()}"

@@ -1,0 +1,95 @@
+"""``hpt sweep`` (Optuna, SQLite, resumable) and ``hpt bench`` (forwarding to benchmarks/)."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hybrid_predict_trainer import HybridConfig
+from hybrid_predict_trainer.cli.app import app
+
+optuna = pytest.importorskip("optuna")
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SWEEP = """
+[run]
+entry = "mnist_task.py:build"
+max_steps = 16
+eval_every = 4
+threads = 1
+
+[args]
+hidden = 16
+batch_size = 50
+train_size = 400
+val_size = 200
+
+[hybrid]
+warmup_steps = 4
+full_steps = 2
+auto_off = false
+monitor = false
+
+[sweep]
+objective = "time_to_target"
+target_val_loss = 2.1
+study = "t"
+
+[sweep.space]
+predictor = ["continuation", "extrapolation"]
+max_horizon = [4, 8]
+confidence_threshold = [0.0, 0.3]
+"""
+
+
+def test_sweep_stores_a_resumable_study_and_prints_valid_toml(tmp_path):
+    shutil.copy(ROOT / "examples" / "mnist_task.py", tmp_path / "mnist_task.py")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP)
+    runner = CliRunner()
+    first = runner.invoke(app, ["sweep", str(cfg), "--trials", "2"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["sweep", str(cfg), "--trials", "1", "-q"])
+    assert second.exit_code == 0, second.output
+    folder = tmp_path / "runs" / "s" / "sweep"
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{folder / 'sweep.db'}")
+    assert len(study.trials) == 3                          # resumed, not restarted
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert {t.params["predictor"] for t in study.trials} <= {"continuation", "extrapolation"}
+    assert all(t.user_attrs["reached"] for t in study.trials)   # target 2.1 is easy
+    assert sorted(p.name for p in folder.glob("trial-*")) == [f"trial-000{i}" for i in range(3)]
+    snippet = (folder / "best.toml").read_text()
+    assert "[hybrid]" in second.output and snippet.strip() in second.output.replace("\n\n", "\n")
+    best = tomllib.loads(snippet)["hybrid"]
+    assert set(best) == {"max_horizon", "confidence_threshold", "divergence_sigma",
+                         "correction_interval", "predictor", "check_every", "horizons"}
+    HybridConfig.from_dict(best)                           # the snippet is a valid config
+    best_trial = min(study.trials, key=lambda t: t.value)
+    assert best["predictor"] == best_trial.params["predictor"]
+
+
+def test_sweep_without_a_sweep_table_is_refused(tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP.split("[sweep]")[0])
+    result = CliRunner().invoke(app, ["sweep", str(cfg)])
+    assert result.exit_code == 2 and "needs a [sweep] table" in result.output
+
+
+def test_bench_forwards_to_the_repository_suite(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    helped = CliRunner().invoke(app, ["bench", "--help"])
+    assert helped.exit_code == 0 and "--quick" in helped.output and "--workloads" in helped.output
+    bad = CliRunner().invoke(app, ["bench", "--no-such-flag"])
+    assert bad.exit_code == 2
+    monkeypatch.chdir(tmp_path)
+    elsewhere = CliRunner().invoke(app, ["bench", "--quick"])
+    assert elsewhere.exit_code == 2 and "repository root" in elsewhere.output
