@@ -87,7 +87,7 @@ def test_optimizer_state_is_untouched_by_predicted_steps(mnist_small):
         if trainer.phase is Phase.PREDICT and prev_state is None:
             prev_state = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
                           for k, v in opt.state_dict()["state"].items()}
-        r = trainer.step(lambda: F.cross_entropy(model(xb), yb))
+        trainer.step(lambda: F.cross_entropy(model(xb), yb))
         if prev_state is not None and trainer.phase is not Phase.PREDICT:
             now = opt.state_dict()["state"]
             for k, v in prev_state.items():

@@ -23,7 +23,8 @@ class HybridConfig(BaseModel):
     Defaults were chosen from the benchmark suite (``hpt bench``); see ``benchmarks/RESULTS.md``.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              allow_inf_nan=False)
 
     # --- phase lengths -------------------------------------------------------------------
     warmup_steps: int = Field(
@@ -136,20 +137,29 @@ class HybridConfig(BaseModel):
         "warn", description="What a warning-or-worse finding does.")
     metrics_path: str | None = Field(
         None, description="If set, one JSON line per step is appended here.")
-    seed: int = Field(0, description="Seed for the predictor's own randomness (RSSM init).")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="Seed for the predictor's own randomness (RSSM init).")
 
     @model_validator(mode="before")
     @classmethod
     def _unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
             valid = set(cls.model_fields)
+            for key, value in data.items():
+                ann = cls.model_fields[key].annotation if key in valid else None
+                if ann in (int, float) and isinstance(value, bool) or (
+                        ann == list[int] and isinstance(value, list)
+                        and any(isinstance(v, bool) for v in value)):
+                    raise ValueError(f"{key}: expected a number, got {value!r} (true/false is "
+                                     "not a number here)")
             unknown = [k for k in data if k not in valid]
             if unknown:
                 parts = []
                 for key in unknown:
                     close = difflib.get_close_matches(str(key), sorted(valid), n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    parts.append(f"'{key}'{hint}")
+                    # repr: a key holding a newline still gives a one-line message
+                    parts.append(f"{str(key)!r}{hint}")
                 raise ValueError(
                     f"unknown key {', '.join(parts)}; valid keys are: {', '.join(sorted(valid))}")
         return data
@@ -158,6 +168,9 @@ class HybridConfig(BaseModel):
     def _consistent(self) -> "HybridConfig":
         if not self.horizons:
             raise ValueError("horizons: must list at least one horizon, e.g. [2, 4, 8, 16]")
+        if self.predictor == "rssm" and self.rssm_rank >= self.rssm_window:
+            raise ValueError(f"rssm_rank: must be smaller than rssm_window ({self.rssm_rank} >= "
+                             f"{self.rssm_window}); lower rssm_rank or raise rssm_window")
         bad = [h for h in self.horizons if h < 1 or h > self.max_horizon]
         if bad:
             raise ValueError(f"horizons: {bad} outside 1..max_horizon={self.max_horizon}; "

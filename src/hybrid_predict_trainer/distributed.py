@@ -134,6 +134,24 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> DistI
     return DistInfo(dist.get_rank(), dist.get_world_size(), local, device)
 
 
+def shutdown(clean: bool = True) -> None:
+    """End the process group at a controlled point.
+
+    Why: a process that exits with the group still alive tears down gloo's communication
+    threads during interpreter shutdown, which aborts the process (SIGABRT, "terminate called
+    without an active exception") at random. After a clean run every rank first meets at a
+    barrier; after an error the group is destroyed without waiting for ranks that may be gone.
+    """
+    if not _dist_ready():
+        return
+    dist = _dist()
+    try:
+        if clean:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def current() -> DistInfo:
     """This process's rank and world size (one process when no group is running)."""
     local = int(os.environ.get("LOCAL_RANK", "0"))

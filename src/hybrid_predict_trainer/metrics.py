@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .checkpoint import ensure_dir
 from .phases import Phase
 
 
@@ -56,8 +57,9 @@ class JsonlWriter:
 
     def __init__(self, path: str | os.PathLike[str], flush_every: int = 50) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        ensure_dir(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o664)
+        self._fh = open(fd, "a", encoding="utf-8")
         self._n = 0
         self._flush_every = flush_every
 

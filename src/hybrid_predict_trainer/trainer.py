@@ -18,6 +18,7 @@ segment snapshot is exact (no optimizer step happened since the snapshot was tak
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -308,9 +309,16 @@ class HybridTrainer:
     # ------------------------------------------------------------------ closure handling
     def _call(self, closure: Closure, grad: bool) -> tuple[torch.Tensor, dict[str, Any]]:
         t = time.perf_counter()
+        if grad:
+            self.optimizer.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(grad):
             out = closure()
         self._work_s += time.perf_counter() - t
+        if grad and any(p.grad is not None for p in self.flat.params):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise LossError("closure: it ran backward() itself; HybridTrainer runs backward and "
+                            "the optimizer step, so return the loss without calling "
+                            "loss.backward() (and without optimizer.step())")
         comps: dict[str, Any] = {}
         if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
             out, comps = out
@@ -364,6 +372,23 @@ class HybridTrainer:
                 self.flat.read_into(self._prev)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self.collective.mean([loss_t.item()])[0]
+        early: Transition | None = None
+        if not rolled_back and not micro and self._snapshot is not None and math.isfinite(loss):
+            blowup = self._loss_blowup(loss)
+            if blowup is not None:
+                # The weights that produced this loss are bad: never step from them (their
+                # gradients would also pollute the optimizer's moments). Restore the snapshot
+                # and take this batch's step from there.
+                self._note(blowup)
+                self._rollback_to_snapshot()
+                self.stats.rollbacks += 1
+                rolled_back = True
+                early = self._move(Phase.FULL, f"rolled back to the last snapshot: {blowup}",
+                                   {"observed": blowup.observed, "expected": blowup.expected},
+                                   force=True)
+                self.flat.read_into(self._prev)
+                loss_t, comps = self._call(closure, grad=True)
+                loss = self.collective.mean([loss_t.item()])[0]
         if probe_before is not None and not rolled_back:
             self._record_real_probe(probe_before, loss)
         if not math.isfinite(loss):
@@ -404,11 +429,12 @@ class HybridTrainer:
             self.divergence.record_warmup(gn)
         comp_vals = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in comps.items()}
         if self.monitor is not None:
-            self.monitor.step(loss_t.detach(), components=comps or None)
+            # undetached: the monitor walks the (already used) graph to spot carried state
+            self.monitor.step(loss_t, components=comps or None)
         transition = None
         if not micro:
             self._phase_steps += 1
-            transition = self._after_real_step(signals)
+            transition = self._after_real_step(signals) or early
         conf = self._gate_report.score if self._gate_report is not None else None
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=True,
                           confidence=conf, rolled_back=rolled_back or self._rolled_now,
@@ -416,14 +442,43 @@ class HybridTrainer:
                           components=comp_vals | ({"residual_cosine": residual}
                                                   if residual is not None else {}))
 
+    def _loss_blowup(self, loss: float) -> Signal | None:
+        """A loss far above its EMA (the same test as the divergence monitor's, made before the
+        step so the optimizer never steps from the weights that produced it)."""
+        tr, dv = self.tracker, self.divergence
+        if dv.baseline is None or tr.count < 10:
+            return None
+        z = tr.zscore(loss)
+        if z > dv.sigma and loss > dv.blowup_ratio * tr.fast:
+            return Signal("loss-blowup", Level.ROLLBACK, loss, tr.fast,
+                          f"loss {loss:.4g} is {z:.1f} sigma and {loss / tr.fast:.1f}x above its "
+                          f"EMA {tr.fast:.4g}; rolled back to the last snapshot before stepping")
+        return None
+
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
                         rolled_back: bool) -> StepResult:
         """A NaN/Inf loss or gradient never reaches the weights: drop the step."""
         self.optimizer.zero_grad(set_to_none=True)
         self.stats.skipped_nonfinite += 1
-        sig = self.divergence.nonfinite(what)
+        bad = None if what != "loss" or self.flat.all_finite() else (
+            self.flat.first_nonfinite(self.names))
+        if bad is not None:
+            sig = Signal("non-finite", Level.RESTORE, float("nan"), 0.0,
+                         f"parameter '{bad}' is NaN/Inf (changed outside the trainer's steps), "
+                         "so the loss is too; the step was skipped and the last good weights "
+                         "are restored")
+        else:
+            sig = self.divergence.nonfinite(what)
         self._note(sig)
         if self.monitor is not None:
+            if what.startswith("gradient") and hasattr(self.monitor, "emit"):
+                self.monitor.emit(
+                    "non-finite", what, observed=f"NaN/Inf at step {self.stats.steps + 1}",
+                    expected="finite gradients",
+                    message=f"the {what} contains NaN or Inf; the trainer skipped the step, so "
+                            "the weights stay finite",
+                    suggestion="guard the operation that produces it (sqrt or norm at 0, log "
+                               "of 0, division by a zero std) or lower the learning rate")
             self.monitor.step(torch.tensor(loss), backward=False)
         transition = self._act_on([sig])
         self._phase_steps += 1
@@ -488,7 +543,8 @@ class HybridTrainer:
         self._gate_report = report
         if self.monitor is not None and hasattr(self.monitor, "gate_observe"):
             self.monitor.gate_observe("predict-confidence", report.score, report.contributions,
-                                      threshold=report.threshold)
+                                      threshold=report.threshold,
+                                      weights=dict(self.config.confidence_weights))
         if not self._gate_warned:
             msg = self.gate.unreachable()
             if msg is not None:
@@ -543,25 +599,36 @@ class HybridTrainer:
                     self._scratch = self.flat.new_buffer()
                 self.flat.read_into(self._scratch)
                 self.flat.write_from(self._anchor)
-            if at_anchor and cfg.full_batch and seg.get("anchor_loss") is not None:
-                before = seg["anchor_loss"]   # same batch every step: the anchor's loss is known
-            else:
-                before, _, _ = self._forward_value(closure)
-                self.stats.forward_checks += 1
-                if i == 0:
-                    seg["snapshot_loss"] = before
-            if not at_anchor:
-                self.flat.write_from(self._scratch)
-            self._apply(fc.delta, scale)
-            self._rng_set(rng)
-            after, after_t, comps = self._forward_value(closure)
+            try:
+                if at_anchor and cfg.full_batch and seg.get("anchor_loss") is not None:
+                    before = seg["anchor_loss"]   # same batch: the anchor's loss is known
+                else:
+                    before, _, _ = self._forward_value(closure)
+                    self.stats.forward_checks += 1
+                    if i == 0:
+                        seg["snapshot_loss"] = before
+                if not at_anchor:
+                    self.flat.write_from(self._scratch)
+                self._apply(fc.delta, scale)
+                self._rng_set(rng)
+                after, after_t, comps = self._forward_value(closure)
+            except BaseException:
+                # the user's closure raised: put the weights back where this step found them
+                self.flat.write_from(self._anchor if at_anchor else self._scratch)
+                self._rng_set(rng)
+                raise
             before, after = self.collective.mean([before, after])
             self.stats.forward_checks += 1
             loss_val = after
             window = i + 1 - seg["anchor_i"]
             signals = self.divergence.check(before, after, fc.loss)
+            if not math.isfinite(after):
+                signals = [self._nonfinite_source(s, before, fc.delta) if s.name == "non-finite"
+                           else s for s in signals]
             for s in signals:
                 self._note(s)
+            if self.monitor is not None:
+                self.monitor.step(after_t, components=comps or None, backward=False)
             accepted = (math.isfinite(after) and math.isfinite(before)
                         and after < before * (1.0 - cfg.accept_margin)
                         and not any(s.level >= Level.ROLLBACK for s in signals))
@@ -579,8 +646,6 @@ class HybridTrainer:
                 seg["end"] = (f"check failed at predicted step {i + 1}: same-batch loss "
                               f"{before:.4g} -> {after:.4g}; kept the {seg['anchor_i']} "
                               f"verified steps before it")
-            if self.monitor is not None:
-                self.monitor.step(after_t, components=comps or None, backward=False)
             if seg["end"] is None:
                 if any(s.level >= Level.SHORTEN for s in signals):
                     seg["end"] = "divergence signal: " + "; ".join(str(s) for s in signals)
@@ -614,6 +679,23 @@ class HybridTrainer:
         checks. The predictor refills its window in the last ``_LEAN_MARGIN`` steps."""
         return (self._auto_off_until is not None
                 and self.stats.steps < self._auto_off_until - self._LEAN_MARGIN)
+
+    def _nonfinite_source(self, sig: Signal, before: float, delta: torch.Tensor) -> Signal:
+        """Say where a NaN/Inf found by a predicted step's check came from."""
+        bad = self.flat.first_nonfinite(self.names)
+        if not bool(torch.isfinite(delta).all()):
+            where = (f"the predicted update is NaN/Inf (it reached parameter '{bad}')"
+                     if bad else "the predicted update is NaN/Inf")
+        elif not math.isfinite(before):
+            where = (f"parameter '{bad}' is NaN/Inf (changed outside the trainer's steps)" if bad
+                     else "the loss is NaN/Inf before the predicted update too: the batch or "
+                          "the loss computation is non-finite")
+        elif bad is not None:
+            where = f"parameter '{bad}' is NaN/Inf (changed outside the trainer's steps)"
+        else:
+            where = "the loss after a predicted update is NaN/Inf"
+        return Signal(sig.name, sig.level, sig.observed, sig.expected,
+                      f"{where}; rolled back to the last verified weights")
 
     def _ensure_buffers(self) -> None:
         if self._snapshot is None:
@@ -775,8 +857,10 @@ class HybridTrainer:
         self.transitions.append(t)
         self.phase = dst
         self._phase_steps = 0
-        if dst is Phase.FULL and self._snapshot is not None and self.tracker.count:
-            # Full is a fresh start: keep a known-good restore point for loss blow-ups
+        if (dst is Phase.FULL and self._snapshot is not None and self.tracker.count
+                and self.flat.all_finite()):
+            # Full is a fresh start: keep a known-good restore point for loss blow-ups (never
+            # from NaN/Inf weights: the snapshot is what a restore falls back on)
             self.flat.read_into(self._snapshot)
         return t
 
@@ -851,15 +935,20 @@ class HybridTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`. Shapes are checked before anything is changed."""
+        """Restore from :meth:`state_dict`. All or nothing: when the state does not fit this
+        model/trainer, everything is put back as it was and a CheckpointError says why."""
+        backup, fatal = copy.deepcopy(self.state_dict()), self._fatal
         try:
             self._load_state(state)
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"checkpoint: does not match this model/trainer "
-                                  f"({str(exc).splitlines()[0][:200]}); load it into the model "
-                                  "and optimizer it was saved from") from None
+        except Exception as exc:  # noqa: BLE001 - any malformed entry; the state is put back
+            self._load_state(backup)
+            self._fatal = fatal
+            if isinstance(exc, CheckpointError):
+                raise
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"checkpoint: does not match this model/trainer ({text}); "
+                                  "load it into the model and optimizer it was saved "
+                                  "from") from None
 
     def _load_state(self, state: dict[str, Any]) -> None:
         own = self.model.state_dict()

@@ -139,6 +139,9 @@ def parse_config(text: str, path: Path, base_dir: Path | None = None) -> LoadedC
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: not valid TOML (arrays or tables nested too deeply); "
+                          "fix the syntax") from None
     try:
         file = ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -178,7 +181,7 @@ def _one_line(exc: ValidationError) -> str:
             close = difflib.get_close_matches(bad, valid, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             scope = f"[{table}]" if model else "top level"
-            msgs.append(f"{scope}: unknown key '{bad}'{hint}; valid keys are: {', '.join(valid)}")
+            msgs.append(f"{scope}: unknown key {bad!r}{hint}; valid keys are: {', '.join(valid)}")
             continue
         if err.get("type") == "missing":
             msgs.append(f"{where}: required; add it (see docs/cli.md)")

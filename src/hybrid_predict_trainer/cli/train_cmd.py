@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..distributed import replica_max_abs_diff
+from ..distributed import replica_max_abs_diff, shutdown
 from ..errors import ConfigError, HPTError
 from ..metrics import JsonlWriter
 from ..integrations.scalars import RunningStats
@@ -52,11 +52,15 @@ def train(
 ) -> None:
     """Train the task a TOML config names, with checkpoints, Ctrl-C resume and a run folder."""
     console = Console()
+    clean = False
     try:
         code = run_train(console, config, resume, epochs, max_steps, run_dir, overwrite, quiet)
+        clean = True
     except HPTError as exc:
         error(console, exc)
         raise typer.Exit(2) from None
+    finally:
+        shutdown(clean)
     raise typer.Exit(code)
 
 
