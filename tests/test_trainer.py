@@ -325,3 +325,15 @@ def test_multitask_closure_components_are_reported(mnist_small):
     r = trainer.step(closure)
     assert set(r.components) == {"ce", "reg"}
     assert r.loss == pytest.approx(r.components["ce"] + r.components["reg"], rel=1e-5)
+
+
+def test_the_bandit_chooses_horizons_and_can_be_switched_off(mnist_small):
+    cfg = dict(EAGER, horizons=[2, 4, 8], max_horizon=8)
+    _, on, results = train(cfg, mnist_small, epochs=6)
+    horizons_on = {r.horizon for r in results if r.predicted}
+    pulls = on.summary()["bandit_pulls"]
+    assert sum(pulls.values()) >= 2                   # every finished segment was rewarded
+    assert horizons_on <= {2, 4, 8} and horizons_on
+    _, off, results = train({**cfg, "bandit": False}, mnist_small, epochs=6)
+    assert {r.horizon for r in results if r.predicted} == {8}   # always max_horizon
+    assert sum(off.summary()["bandit_pulls"].values()) == 0
