@@ -11,12 +11,11 @@ predicted update.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hybrid_predict_trainer.data import load_mnist5k
-from hybrid_predict_trainer.distributed import init_from_env, replica_max_abs_diff
+from hybrid_predict_trainer.distributed import init_from_env, replica_max_abs_diff, shutdown
 from hybrid_predict_trainer.integrations import wrap
 
 
@@ -41,8 +40,8 @@ def main(steps: int = 150, batch: int = 64) -> None:
         print(f"{info.world_size} ranks: {s['steps']} steps, {s['backward_passes']} backward "
               f"passes, {s['predicted_steps']} predicted; replicas differ by {drift}")
     hybrid.close()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    ddp = hybrid = None      # DDP's reducer holds the process group: release it first
+    shutdown()               # barrier, then destroy the group while Python is fully alive
 
 
 if __name__ == "__main__":

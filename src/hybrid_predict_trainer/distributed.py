@@ -144,6 +144,9 @@ def shutdown(clean: bool = True) -> None:
     """
     if not _dist_ready():
         return
+    import gc
+
+    gc.collect()  # DDP reducers still referencing the group must go while Python is alive
     dist = _dist()
     try:
         if clean:

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 from hybrid_predict_trainer import HybridConfig, HybridTrainer, Phase  # noqa: E402
 from hybrid_predict_trainer.data import load_mnist5k  # noqa: E402
 from hybrid_predict_trainer.distributed import (TorchDistributedCollective, barrier,  # noqa: E402
-                                                init_from_env, replica_max_abs_diff)
+                                                init_from_env, replica_max_abs_diff, shutdown)
 
 STEPS, SAVE_AT, MORE = 44, 30, 10
 CFG = dict(monitor=False, auto_off=False, confidence_threshold=0.0, warmup_steps=5,
@@ -100,7 +100,13 @@ def main(out: str) -> None:
                                                       "predicted_steps", "rollbacks")},
                    "resumed_steps": resumed.stats.steps, "diff_end": diff_end,
                    "diff_loaded": diff_loaded, "diff_resumed": diff_resumed}, fh)
-    torch.distributed.destroy_process_group()
+    # DDP reducers hold the process group and pending work: release them while the
+    # interpreter is fully alive, then end the group (gloo aborts the process otherwise)
+    del model, ddp, opt, trainer, model2, ddp2, opt2, resumed
+    shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
