@@ -199,8 +199,6 @@ class HybridTrainer:
                 res = self._predicted_step(closure)
             else:
                 res = self._real_step(closure)
-        except (LossError, ConfigError):
-            raise
         except TrainerStateError as exc:
             self._fatal = str(exc)
             raise
@@ -564,8 +562,7 @@ class HybridTrainer:
         self._anchor.copy_(self._snapshot)  # type: ignore[union-attr]
         self.predictor.begin_segment(horizon)
         self._seg = {"i": 0, "anchor_i": 0, "horizon": horizon, "arm": arm, "ctx": ctx,
-                     "ref": self.tracker.fast, "ref_std": self.tracker.std, "accepted": 0,
-                     "rejected": 0, "lr": self._lr(), "cost_s": 0.0, "end": None}
+                     "accepted": 0, "rejected": 0, "lr": self._lr(), "cost_s": 0.0, "end": None}
         self.stats.segments += 1
         return self._move(Phase.PREDICT, f"confidence {report.score:.3f} >= threshold "
                           f"{report.threshold:.2f}; predicting up to {horizon} steps",
