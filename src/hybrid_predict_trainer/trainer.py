@@ -372,7 +372,8 @@ class HybridTrainer:
                 loss = self.collective.mean([loss_t.item()])[0]
         early: Transition | None = None
         if not rolled_back and not micro and self._snapshot is not None and math.isfinite(loss):
-            blowup = self._loss_blowup(loss)
+            blowup = (self.divergence.blowup(loss, self.tracker)
+                      if self.divergence.baseline is not None else None)
             if blowup is not None:
                 # The weights that produced this loss are bad: never step from them (their
                 # gradients would also pollute the optimizer's moments). Restore the snapshot
@@ -439,19 +440,6 @@ class HybridTrainer:
                           transition=str(transition) if transition else None,
                           components=comp_vals | ({"residual_cosine": residual}
                                                   if residual is not None else {}))
-
-    def _loss_blowup(self, loss: float) -> Signal | None:
-        """A loss far above its EMA (the same test as the divergence monitor's, made before the
-        step so the optimizer never steps from the weights that produced it)."""
-        tr, dv = self.tracker, self.divergence
-        if dv.baseline is None or tr.count < 10:
-            return None
-        z = tr.zscore(loss)
-        if z > dv.sigma and loss > dv.blowup_ratio * tr.fast:
-            return Signal("loss-blowup", Level.ROLLBACK, loss, tr.fast,
-                          f"loss {loss:.4g} is {z:.1f} sigma and {loss / tr.fast:.1f}x above its "
-                          f"EMA {tr.fast:.4g}; rolled back to the last snapshot before stepping")
-        return None
 
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
                         rolled_back: bool) -> StepResult:

@@ -80,10 +80,9 @@ class DivergenceMonitor:
         out: list[Signal] = []
         z = tracker.zscore(loss)
         if tracker.count >= 10 and z > self.sigma:
-            if loss > self.blowup_ratio * tracker.fast:
-                out.append(Signal("loss-blowup", Level.ROLLBACK, loss, tracker.fast,
-                                  f"loss {loss:.4g} is {z:.1f} sigma and {loss / tracker.fast:.1f}x "
-                                  f"above its EMA {tracker.fast:.4g}"))
+            blowup = self.blowup(loss, tracker)
+            if blowup is not None:
+                out.append(blowup)
             else:
                 out.append(Signal("loss-deviation", Level.FULL, loss, tracker.fast,
                                   f"loss {loss:.4g} is {z:.1f} sigma above its EMA "
@@ -106,6 +105,19 @@ class DivergenceMonitor:
             if osc is not None:
                 out.append(osc)
         return out
+
+    def blowup(self, loss: float, tracker: LossTracker) -> Signal | None:
+        """The loss far above its EMA: > ``sigma`` standard deviations *and* > ``blowup_ratio``
+        times the EMA. The one definition of a blow-up; the trainer also asks it before the
+        optimizer step so exploded gradients never reach the optimizer's moments."""
+        if tracker.count < 10:
+            return None
+        z = tracker.zscore(loss)
+        if z > self.sigma and loss > self.blowup_ratio * tracker.fast:
+            return Signal("loss-blowup", Level.ROLLBACK, loss, tracker.fast,
+                          f"loss {loss:.4g} is {z:.1f} sigma and {loss / tracker.fast:.1f}x "
+                          f"above its EMA {tracker.fast:.4g}")
+        return None
 
     def _oscillation(self) -> Signal | None:
         """The smoothed loss changing direction most of the time with a large amplitude."""
