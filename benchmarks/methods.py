@@ -199,9 +199,9 @@ class Method:
     hybrid: bool = False
 
 
-def _hybrid(predictor: str) -> Callable[[Workload, nn.Module, float, int], Runner]:
+def _hybrid(predictor: str, **config: Any) -> Callable[[Workload, nn.Module, float, int], Runner]:
     def make(workload: Workload, model: nn.Module, lr: float, seed: int) -> Runner:
-        return HybridRunner(workload, model, lr, seed, predictor)
+        return HybridRunner(workload, model, lr, seed, predictor, config)
     return make
 
 
@@ -213,6 +213,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid-extrapolation", _hybrid("extrapolation"),
            "HybridTrainer, predictor 'extrapolation'", hybrid=True),
     Method("hybrid-rssm", _hybrid("rssm"), "HybridTrainer, predictor 'rssm'", hybrid=True),
+    Method("hybrid-averaging", _hybrid("averaging", horizons=[1], max_horizon=1),
+           "HybridTrainer, predictor 'averaging', one-step segments (the jump onto the "
+           "average)", hybrid=True),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),

@@ -72,6 +72,23 @@ def test_divergence_levels():
     assert [s.name for s in mon.check(1.0, 0.9, 2.0)] == ["prediction-error"]
 
 
+def test_tiny_gradients_at_a_tiny_loss_are_convergence_not_vanishing():
+    """A model that fits its data has tiny gradients because its loss is tiny; only a tiny
+    gradient while the loss is still high is the vanishing-gradient fault."""
+    mon = DivergenceMonitor(sigma=4.0)
+    for g, loss in ((1.0, 2.0), (1.1, 2.1), (0.9, 1.9)):
+        mon.record_warmup(g, loss)
+    mon.freeze_baseline()
+    assert mon.loss_baseline == 2.0
+    still_high = _tracker([1.0] * 30)         # loss EMA 1.0 = half the warm-up loss
+    fitted = _tracker([0.01] * 30)            # loss EMA 0.01 = 0.5% of the warm-up loss
+    assert [s.name for s in mon.real_step(1.0, 1e-4, still_high)] == ["vanishing-gradients"]
+    assert mon.real_step(0.01, 1e-4, fitted) == []
+    restored = DivergenceMonitor()
+    restored.load_state_dict(mon.state_dict())
+    assert restored.loss_baseline == 2.0 and restored.real_step(0.01, 1e-4, fitted) == []
+
+
 def test_oscillation_is_detected_on_the_smoothed_loss():
     mon = DivergenceMonitor()
     tr = LossTracker(0.9, 0.02)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ConfigError
 
-PredictorName = Literal["continuation", "extrapolation", "rssm"]
+PredictorName = Literal["continuation", "extrapolation", "rssm", "averaging"]
 
 
 class HybridConfig(BaseModel):
@@ -125,6 +125,12 @@ class HybridConfig(BaseModel):
     extrapolation_window: int = Field(
         8, ge=2, le=64, description="Updates kept by the extrapolation predictor "
         "(memory: this many parameter copies).")
+    averaging_beta: float = Field(
+        0.9, gt=0.0, lt=1.0, description="Decay of the averaging predictor's weight average "
+        "and mean velocity (0.9: about the last 10 iterates).")
+    averaging_window: int = Field(
+        10, ge=2, le=1024, description="Real updates the averaging predictor collects after a "
+        "segment before it jumps again (the average restarts at every segment).")
     rssm_members: int = Field(5, ge=1, le=16, description="GRU ensemble size of RSSM-lite.")
     rssm_rank: int = Field(4, ge=1, le=32, description="Rank of the update subspace.")
     rssm_window: int = Field(

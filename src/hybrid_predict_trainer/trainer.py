@@ -425,7 +425,7 @@ class HybridTrainer:
             self.divergence.baseline is not None) else []
         self.tracker.update(loss)
         if phase is Phase.WARMUP:
-            self.divergence.record_warmup(gn)
+            self.divergence.record_warmup(gn, loss)
         comp_vals = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in comps.items()}
         if self.monitor is not None:
             # undetached: the monitor walks the (already used) graph to spot carried state

@@ -46,7 +46,8 @@ def test_schema(quick_report: tuple[dict, Path]) -> None:
     assert w["bwd_fwd_ratio"] > 0
     assert 1.0 <= w["bound"] <= 3.0
     expected = {"adamw-tuned", "adamw", "hybrid-continuation", "hybrid-extrapolation",
-                "hybrid-rssm", "lookahead", "selective-backprop", "linear-extrapolation"}
+                "hybrid-rssm", "hybrid-averaging", "lookahead", "selective-backprop",
+                "linear-extrapolation"}
     assert set(w["methods"]) == expected
     for name, entry in w["methods"].items():
         missing = METHOD_KEYS - set(entry)

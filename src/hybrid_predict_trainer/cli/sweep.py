@@ -27,7 +27,7 @@ DEFAULT_SPACE: dict[str, list[Any]] = {
     "confidence_threshold": [0.3, 0.8],
     "divergence_sigma": [2.0, 6.0],
     "correction_interval": [0, 2, 4, 8],
-    "predictor": ["continuation", "extrapolation", "rssm"],
+    "predictor": ["continuation", "extrapolation", "rssm", "averaging"],
     "check_every": [1, 2, 4],
 }
 

@@ -52,19 +52,36 @@ class DivergenceMonitor:
     blowup_ratio: float = 3.0
     # A predicted step's check is paired (same batch before/after), so 1.5x is already clear.
     paired_blowup_ratio: float = 1.5
+    # Vanishing gradients are only a fault while the loss is still high: a model that fits
+    # its training data has tiny gradients *because* its loss is tiny (MNIST MLP after ~30
+    # epochs: gradient norm 0.1% of warm-up, at a training loss near 0).
+    vanish_loss_fraction: float = 0.1
     warmup_norms: list[float] = field(default_factory=list)
+    warmup_losses: list[float] = field(default_factory=list)
     baseline: float | None = None
+    loss_baseline: float | None = None
     nonfinite_streak: int = 0
     fast_history: list[float] = field(default_factory=list)
     _calls: int = 0
 
-    def record_warmup(self, grad_norm: float) -> None:
+    def record_warmup(self, grad_norm: float, loss: float | None = None) -> None:
         if math.isfinite(grad_norm):
             self.warmup_norms.append(grad_norm)
+        if loss is not None and math.isfinite(loss):
+            self.warmup_losses.append(loss)
 
     def freeze_baseline(self) -> None:
         if self.warmup_norms and self.baseline is None:
             self.baseline = statistics.median(self.warmup_norms)
+        if self.warmup_losses and self.loss_baseline is None:
+            self.loss_baseline = statistics.median(self.warmup_losses)
+
+    def _converged(self, tracker: LossTracker) -> bool:
+        """The loss fell below ``vanish_loss_fraction`` of its warm-up median (positive losses
+        only: for a loss that can be negative there is no such scale)."""
+        lb = self.loss_baseline
+        return (lb is not None and lb > 0 and tracker.count > 0
+                and tracker.fast < self.vanish_loss_fraction * lb)
 
     def nonfinite(self, what: str) -> Signal:
         self.nonfinite_streak += 1
@@ -92,10 +109,11 @@ class DivergenceMonitor:
                 out.append(Signal("exploding-gradients", Level.FULL, grad_norm, self.baseline,
                                   f"gradient norm {grad_norm:.3g} > {self.explode:g}x the warm-up "
                                   f"median {self.baseline:.3g}"))
-            elif grad_norm < self.vanish * self.baseline:
+            elif grad_norm < self.vanish * self.baseline and not self._converged(tracker):
                 out.append(Signal("vanishing-gradients", Level.FULL, grad_norm, self.baseline,
                                   f"gradient norm {grad_norm:.3g} < {self.vanish:g}x the warm-up "
-                                  f"median {self.baseline:.3g}"))
+                                  f"median {self.baseline:.3g} while the loss is still above "
+                                  f"{self.vanish_loss_fraction:g}x its warm-up level"))
         self.fast_history.append(tracker.fast)
         if len(self.fast_history) > 24:
             del self.fast_history[0]
@@ -155,7 +173,8 @@ class DivergenceMonitor:
     def state_dict(self) -> dict[str, Any]:
         return {"warmup_norms": list(self.warmup_norms), "baseline": self.baseline,
                 "nonfinite_streak": self.nonfinite_streak, "fast_history": list(self.fast_history),
-                "calls": self._calls}
+                "calls": self._calls, "warmup_losses": list(self.warmup_losses),
+                "loss_baseline": self.loss_baseline}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.warmup_norms = [float(x) for x in state["warmup_norms"]]
@@ -163,3 +182,7 @@ class DivergenceMonitor:
         self.nonfinite_streak = int(state["nonfinite_streak"])
         self.fast_history = [float(x) for x in state["fast_history"]]
         self._calls = int(state.get("calls", 0))
+        # checkpoints written before the loss baseline existed: no convergence exemption
+        self.warmup_losses = [float(x) for x in state.get("warmup_losses", [])]
+        lb = state.get("loss_baseline")
+        self.loss_baseline = None if lb is None else float(lb)

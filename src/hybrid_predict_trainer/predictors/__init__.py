@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .averaging import AveragingPredictor
 from .base import Forecast, Observation, Predictor, cosine
 from .continuation import ContinuationPredictor
 from .extrapolation import ExtrapolationPredictor
@@ -23,8 +24,11 @@ def build_predictor(config: "HybridConfig") -> Predictor:
         return RSSMLitePredictor(members=config.rssm_members, rank=config.rssm_rank,
                                  window=config.rssm_window, hidden=config.rssm_hidden,
                                  seed=config.seed)
+    if config.predictor == "averaging":
+        return AveragingPredictor(beta=config.averaging_beta,
+                                  min_observations=config.averaging_window)
     raise ValueError(f"unknown predictor {config.predictor!r}")
 
 
-__all__ = ["Forecast", "Observation", "Predictor", "ContinuationPredictor",
+__all__ = ["AveragingPredictor", "Forecast", "Observation", "Predictor", "ContinuationPredictor",
            "ExtrapolationPredictor", "RSSMLitePredictor", "build_predictor", "cosine"]
