@@ -92,3 +92,67 @@ def test_state_dict_round_trip_gives_identical_forecasts(make):
     b.begin_segment(3)
     for i in range(3):
         assert torch.allclose(a.forecast(i).delta, b.forecast(i).delta)
+
+
+# --- averaging ---------------------------------------------------------------------------
+
+def test_averaging_offset_is_the_exact_weight_ema_minus_the_weights():
+    """The predictor never sees the weights; its running offset must still equal the EMA of
+    the iterates (started at the weights where the average restarted) minus the iterate."""
+    from hybrid_predict_trainer.predictors import AveragingPredictor
+
+    g = torch.Generator().manual_seed(3)
+    p = AveragingPredictor(beta=0.8, min_observations=3)
+    w = torch.randn(20, generator=g, dtype=torch.float64)
+    ema = w.clone()
+    for _ in range(12):
+        u = 0.1 * torch.randn(20, generator=g, dtype=torch.float64) + 0.05
+        w = w + u
+        ema = 0.8 * ema + 0.2 * w
+        p.observe(obs(u))
+    assert p.ready()
+    p.begin_segment(3)
+    assert torch.allclose(p.forecast(0).delta, ema - w, atol=1e-12)
+
+
+def test_averaging_jumps_once_then_follows_the_mean_update_and_restarts_the_average():
+    from hybrid_predict_trainer.predictors import AveragingPredictor
+
+    p = AveragingPredictor(beta=0.5, min_observations=2)
+    for u in (torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])):
+        p.observe(obs(u))
+    p.begin_segment(4)
+    jump, follow = p.forecast(0).delta, p.forecast(1).delta
+    assert not torch.equal(jump, follow)
+    assert torch.equal(p.forecast(3).delta, follow)
+    # an average behind a moving iterate points backwards along the motion
+    assert jump[0] < 0 and follow[0] > 0
+    # bias-corrected mean of the updates (weights 1/7, 2/7, 4/7)
+    assert torch.allclose(follow, torch.tensor([1.0, 8.0 / 7.0]))
+    assert not p.ready()          # the average restarts at the segment's end
+    p.observe(obs(torch.tensor([1.0, 0.0])))
+    assert not p.ready()
+    p.observe(obs(torch.tensor([1.0, 0.0])))
+    assert p.ready()
+
+
+def test_averaging_state_round_trips_and_bad_arguments_are_refused():
+    from hybrid_predict_trainer.predictors import AveragingPredictor
+
+    with pytest.raises(ValueError, match="beta"):
+        AveragingPredictor(beta=1.0)
+    with pytest.raises(ValueError, match="min_observations"):
+        AveragingPredictor(min_observations=1)
+    a = AveragingPredictor(beta=0.7, min_observations=2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        a.observe(obs(torch.randn(8, generator=g)))
+    a.begin_segment(2)
+    a.observe(obs(torch.randn(8, generator=g)))
+    b = AveragingPredictor()
+    b.load_state_dict(a.state_dict())
+    assert b.beta == 0.7 and b.count == a.count == 1
+    assert torch.equal(a.forecast(0).delta, b.forecast(0).delta)
+    assert torch.equal(a.forecast(1).delta, b.forecast(1).delta)
+    assert b.agreement() == a.agreement()
+    assert isinstance(b, Predictor)

@@ -337,3 +337,32 @@ def test_the_bandit_chooses_horizons_and_can_be_switched_off(mnist_small):
     _, off, results = train({**cfg, "bandit": False}, mnist_small, epochs=6)
     assert {r.horizon for r in results if r.predicted} == {8}   # always max_horizon
     assert sum(off.summary()["bandit_pulls"].values()) == 0
+
+
+def test_averaging_predictor_moves_the_weights_onto_the_average(mnist_small):
+    """With one-step segments every predicted step is the jump onto the iterates' average:
+    the weights after it must equal the anchor plus the predictor's offset, and jumps that
+    the paired check accepts lower that batch's loss."""
+    xtr, ytr, _, _ = mnist_small
+    model = make_mlp(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=8e-3)
+    cfg = HybridConfig(**EAGER, predictor="averaging", horizons=[1], max_horizon=1,
+                       averaging_window=5)
+    trainer = HybridTrainer(model, opt, cfg)
+    jumps = accepted = 0
+    for xb, yb in batches(xtr, ytr, 4):
+        before = trainer.flat.flatten().clone()
+        expected = None
+        if trainer.phase is Phase.PREDICT:
+            expected = before + trainer.predictor.forecast(0).delta
+        r = trainer.step(lambda: F.cross_entropy(model(xb), yb))
+        if r.predicted:
+            jumps += 1
+            after = trainer.flat.flatten()
+            if r.accepted:
+                accepted += 1
+                assert torch.allclose(after, expected, atol=1e-6)
+            else:
+                assert torch.equal(after, before)
+    assert jumps >= 3 and accepted >= 1
+    assert trainer.summary()["backward_passes"] < trainer.summary()["steps"]
