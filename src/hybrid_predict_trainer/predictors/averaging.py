@@ -72,7 +72,9 @@ class AveragingPredictor:
             if self.count < 2 or self.velocity is None:
                 self._consistency = 0.0
             else:
-                self._consistency = consistency(self._mean_velocity(), self.norm_ema)
+                # ||v / c|| / n == ||v|| / (n * c): scale the scalar, not a parameter-sized copy
+                bias = 1.0 - self.beta ** max(self.total, 1)
+                self._consistency = consistency(self.velocity, self.norm_ema * bias)
         return self._consistency
 
     # -- forecasting ----------------------------------------------------------------------
