@@ -216,6 +216,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid-averaging", _hybrid("averaging", horizons=[1], max_horizon=1),
            "HybridTrainer, predictor 'averaging', one-step segments (the jump onto the "
            "average)", hybrid=True),
+    Method("hybrid-jumps", _hybrid("continuation", segments=False),
+           "HybridTrainer with predicted segments off: only the checked jumps onto the slow "
+           "weights", hybrid=True),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),

@@ -74,12 +74,14 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
         "",
         "| method | lr | speed-up vs adamw-tuned | vs same-lr adamw | reached | "
         "time to target s | steps / backward to target | predicted | segments ok / rolled "
-        "back | loss at equal time (gap) | overhead | peak RSS MB (growth in run) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "back | jumps kept / undone | loss at equal time (gap) | overhead | peak RSS MB (growth in run) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, e in w["methods"].items():
         seg = (f"{_f(e['accepted_segments'], '.0f')} / {_f(e['rollbacks'], '.0f')}"
                if e.get("segments") is not None else "-")
+        jumps = (f"{_f(e['jumps_accepted'], '.0f')} / {_f(e['jumps_rejected'], '.0f')}"
+                 if e.get("jumps_accepted") is not None else "-")
         reached = "yes" if e["reached_target"] else f"**no** ({e['reached_seeds']})"
         gap = f"{_f(e['final_val_loss'], '.4f')} ({_f(e['final_gap_pct'], '+.2f')}%)"
         overhead = (f"{_f(e['overhead_pct'], '.1f')}% ({_f(e['overhead_per_step_ms'])} ms)"
@@ -88,7 +90,7 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
             f"| {m} | {e['lr']:g} | {_speed(e)} | {_f(e['speedup_vs_same_lr'])}x | {reached} "
             f"| {_f(e['time_to_target_s'])} | {_f(e['steps_to_target'], '.0f')} / "
             f"{_f(e['backward_passes'], '.0f')} | {100 * e['predicted_fraction']:.0f}% | {seg} "
-            f"| {gap} | {overhead} | {_f(e['peak_rss_mb'], '.0f')} "
+            f"| {jumps} | {gap} | {overhead} | {_f(e['peak_rss_mb'], '.0f')} "
             f"({_f(e['rss_growth_mb'], '+.0f')}) |")
     errors = {m: e["errors"] for m, e in w["methods"].items() if e.get("errors")}
     for m, errs in errors.items():

@@ -78,6 +78,8 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
                                                 row["predicted_fraction"]),
                 "never_predicted_reason": stats.get("never_predicted_reason"),
                 "eta": stats.get("eta"),
+                "jumps_accepted": (stats.get("jumps") or {}).get("accepted"),
+                "jumps_rejected": (stats.get("jumps") or {}).get("rejected"),
             })
         else:
             row.update({k: v for k, v in stats.items() if k != "traceback"})
@@ -113,6 +115,8 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
         "accepted_segments": (segments - rollbacks if segments is not None
                               and rollbacks is not None else None),
         "rollbacks": rollbacks if rollbacks is not None else 0,
+        "jumps_accepted": median_or_none(col("jumps_accepted")),
+        "jumps_rejected": median_or_none(col("jumps_rejected")),
         "overhead_pct": median_or_none(col("overhead_pct")),
         "overhead_per_step_ms": median_or_none(col("overhead_per_step_ms")),
         "peak_rss_mb": median_or_none(col("peak_rss_mb")),

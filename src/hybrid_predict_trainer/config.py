@@ -41,6 +41,11 @@ class HybridConfig(BaseModel):
     predictor: PredictorName = Field(
         "continuation", description="Which update predictor to use. 'continuation' re-applies "
         "the optimizer's own next step from its moments; it won the benchmark on cost.")
+    segments: bool = Field(
+        True, description="Run predicted segments (steps without a backward pass). False keeps "
+        "every step real and leaves only the checked jumps onto the slow weights "
+        "(`jump_every`), which measured faster on the benchmark workloads "
+        "(benchmarks/RESULTS.md).")
     max_horizon: int = Field(
         16, ge=1, le=1024, description="Longest predicted segment. 16 was the prototype's best; "
         "longer segments are rarely accepted whole.")
@@ -136,6 +141,18 @@ class HybridConfig(BaseModel):
     rssm_window: int = Field(
         12, ge=4, le=64, description="Recent updates kept to fit the subspace (parameter copies).")
     rssm_hidden: int = Field(32, ge=4, le=512, description="GRU hidden size.")
+
+    # --- slow-weight jumps ------------------------------------------------------------
+    jump_every: int = Field(
+        5, ge=0, le=1000, description="Every this many real steps, a checked jump onto "
+        "Lookahead-style slow weights is folded into the real step (one extra forward; the "
+        "step's own forward is the check). 0 turns jumps off.")
+    jump_tolerance: float = Field(
+        0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
+        "jumped weights is at most (1 + tolerance) x its loss without the jump.")
+    jump_alpha: float = Field(
+        0.5, gt=0.0, le=1.0, description="How far the slow weights move towards the weights at "
+        "each jump (Lookahead's alpha).")
 
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")

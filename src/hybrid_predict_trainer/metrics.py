@@ -21,7 +21,8 @@ class StepResult:
 
     ``loss`` is the loss the closure returned on this step (on an unverified predicted step,
     where the closure is not called, it is ``None``). ``predicted`` is True when the update
-    came from the predictor; ``backward`` is True when a backward pass ran.
+    came from the predictor; ``backward`` is True when a backward pass ran. ``jumped`` is set
+    on a real step that tried a jump onto the slow weights: True when its check accepted it.
     """
 
     step: int
@@ -33,6 +34,7 @@ class StepResult:
     confidence: float | None = None
     horizon: int | None = None
     accepted: bool | None = None
+    jumped: bool | None = None
     rolled_back: bool = False
     transition: str | None = None
     components: dict[str, float] = field(default_factory=dict)

@@ -40,6 +40,7 @@ from .metrics import JsonlWriter, MetricsHook, RunStats, StepResult
 from .params import FlatParams
 from .phases import Phase, Transition
 from .predictors import Forecast, Observation, Predictor, build_predictor
+from .predictors.slow_weights import SlowWeights
 
 ClosureOutput = Union[torch.Tensor, tuple[torch.Tensor, dict[str, Any]]]
 Closure = Callable[[], ClosureOutput]
@@ -140,6 +141,9 @@ class HybridTrainer:
         self._work_s = 0.0
         self._last_checkpoint: Path | None = None
         self._residuals: list[float] = []
+        self.jumps = SlowWeights(config.jump_every, config.jump_alpha) if config.jump_every else None
+        self._jumps_off_until: int | None = None
+        self._jump_pending = False                # weights sit on the slow weights, unchecked
         self.monitor = self._attach_monitor() if config.monitor else None
 
     # ------------------------------------------------------------------ construction helpers
@@ -242,6 +246,7 @@ class HybridTrainer:
             "transitions": len(self.transitions),
             "mean_residual_cosine": (sum(self._residuals) / len(self._residuals)
                                      if self._residuals else None),
+            "jumps": None if self.jumps is None else self.jumps.summary(),
         })
         if self.monitor is not None and hasattr(self.monitor, "summary"):
             s["health"] = self.monitor.summary()
@@ -255,6 +260,8 @@ class HybridTrainer:
         if self.stats.steps < cfg.warmup_steps + cfg.full_steps:
             return (f"the run ended after {self.stats.steps} steps, before warmup_steps + "
                     f"full_steps = {cfg.warmup_steps + cfg.full_steps} real steps were done")
+        if not cfg.segments:
+            return "predicted segments are off (segments=False): every step is a real one"
         if self._auto_off_reason:
             return self._auto_off_reason
         if not self.predictor.ready():
@@ -288,7 +295,8 @@ class HybridTrainer:
     def memory_copies(self) -> float:
         """Parameter-sized buffers held by the trainer and its predictor."""
         own = 2 + sum(b is not None for b in (self._snapshot, self._anchor, self._scratch))
-        return own + float(self.predictor.memory_copies())
+        slow = self.jumps.memory_copies() if self.jumps is not None else 0.0
+        return own + slow + float(self.predictor.memory_copies())
 
     def close(self) -> None:
         """Flush logs and detach the monitor's hooks."""
@@ -340,7 +348,14 @@ class HybridTrainer:
     def _real_step(self, closure: Closure, micro: bool = False) -> StepResult:
         phase = Phase.CORRECT if micro else self.phase
         seg_before = probe_before = None
-        if self._correct_pending and not micro:
+        jump: tuple[float, Any] | None = None
+        if self.jumps is not None and self.jumps.slow is None:
+            start = self.flat.new_buffer()      # Lookahead's slow weights start at the start
+            self.flat.read_into(start)
+            self.jumps.start(start)
+        if self._jump_pending and not micro:
+            jump = self._jump_check_before(closure)
+        elif self._correct_pending and not micro:
             if self.config.full_batch and self._seg.get("snapshot_loss") is not None:
                 seg_before = self._seg["snapshot_loss"]   # same batch: measured at segment start
             else:
@@ -358,8 +373,22 @@ class HybridTrainer:
         else:
             self.flat.read_into(self._prev)
         self._cur_valid = False
-        loss_t, comps = self._call(closure, grad=True)
+        try:
+            loss_t, comps = self._call(closure, grad=True)
+        except BaseException:
+            if jump is not None:   # the user's closure raised: the weights are still where the
+                self._jump_pending = True   # step found them; the next step checks the jump
+            raise
         loss = self.collective.mean([loss_t.item()])[0]
+        jumped: bool | None = None
+        if jump is not None:
+            jumped = self._judge_jump(jump, loss)
+            if not jumped:
+                if not lean:
+                    self._prev.copy_(self._scratch)  # type: ignore[arg-type]
+                self._rng_set(jump[1])   # same dropout masks as the check
+                loss_t, comps = self._call(closure, grad=True)
+                loss = self.collective.mean([loss_t.item()])[0]
         rolled_back = False
         verdict: str | None = None
         if seg_before is not None:
@@ -408,6 +437,8 @@ class HybridTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._work_s += time.perf_counter() - t
+        if self.jumps is not None:
+            self.jumps.tick()
         residual = None
         if lean:
             self._has_update = False
@@ -434,12 +465,81 @@ class HybridTrainer:
         if not micro:
             self._phase_steps += 1
             transition = self._after_real_step(signals) or early
+            if self._jump_due():
+                self._jump()
         conf = self._gate_report.score if self._gate_report is not None else None
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=True,
-                          confidence=conf, rolled_back=rolled_back or self._rolled_now,
+                          confidence=conf, jumped=jumped,
+                          rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None,
                           components=comp_vals | ({"residual_cosine": residual}
                                                   if residual is not None else {}))
+
+    # ------------------------------------------------------------------ slow-weight jumps
+    def _jump_due(self) -> bool:
+        """A jump ends a real step only when the next step is a plain real step (it checks the
+        jump): never into a predicted segment or a pending segment verdict."""
+        if (self.jumps is None or self.phase is Phase.PREDICT or self._correct_pending
+                or self._fatal is not None):
+            return False
+        if self._jumps_off_until is not None:
+            if self.config.auto_off_reprobe == 0 or self.stats.steps < self._jumps_off_until:
+                return False
+            self._jumps_off_until = None
+            self.jumps.reset_window()
+        return self.jumps.due()
+
+    def _jump(self) -> None:
+        """End of a real step: keep the weights aside and move onto the slow weights.
+
+        Like Lookahead's synchronisation, the jump is what the model holds between steps (what
+        an evaluation sees); unlike it, the next step checks it before stepping from there.
+        """
+        assert self.jumps is not None
+        if self._scratch is None:
+            self._scratch = self.flat.new_buffer()
+        self.flat.read_into(self._scratch)
+        self.flat.write_from(self.jumps.propose(self._scratch))
+        self._cur_valid = False
+        self._jump_pending = True
+
+    def _jump_check_before(self, closure: Closure) -> tuple[float, Any]:
+        """This batch's loss at the weights the jump left (one no-grad forward). The step's
+        graded forward at the jumped weights is the other half of the pair: same batch, same
+        RNG state (dropout masks), so the two losses differ only by the jump.
+        Returns (loss before the jump, RNG state)."""
+        assert self.jumps is not None and self.jumps.slow is not None
+        assert self._scratch is not None
+        rng = self._rng_get()
+        self.flat.write_from(self._scratch)
+        try:
+            before, _, _ = self._forward_value(closure)
+        finally:   # the jumped weights are the slow weights (unchanged until the next jump)
+            self.flat.write_from(self.jumps.slow)
+            self._rng_set(rng)
+        self._jump_pending = False   # only now: a closure that raised leaves it to the next step
+        self.stats.forward_checks += 1
+        return self.collective.mean([before])[0], rng
+
+    def _judge_jump(self, jump: tuple[float, Any], after: float) -> bool:
+        """Keep the jump when the batch's loss did not rise; otherwise put the weights back."""
+        assert self.jumps is not None and self._scratch is not None
+        before = jump[0]
+        ok = (math.isfinite(after) and math.isfinite(before)
+              and after <= before * (1.0 + self.config.jump_tolerance))
+        drop = (before - after) / before if ok and before > 0 else 0.0
+        if not ok:
+            self.flat.write_from(self._scratch)
+        if self.jumps.record(ok, drop) and self.config.auto_off:
+            w = self.jumps.outcomes
+            self._jumps_off_until = (self.stats.steps + self.config.auto_off_reprobe
+                                     if self.config.auto_off_reprobe else 1 << 62)
+            self._note(Signal(
+                "jumps-off", Level.OK, float(sum(w)), float(self.jumps.min_accept),
+                f"jumps onto the slow weights paused: only {sum(w)} of the last {len(w)} raised "
+                f"no loss on their batch (each rejected jump costs two forwards for nothing); "
+                f"trying again in {self.config.auto_off_reprobe} steps"))
+        return ok
 
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
                         rolled_back: bool) -> StepResult:
@@ -503,6 +603,8 @@ class HybridTrainer:
     def _maybe_predict(self) -> Transition | None:
         """Gate evaluation after Full (or Correct): enter Predict, or stay on real steps."""
         cfg = self.config
+        if not cfg.segments:
+            return None
         if self._auto_off_until is not None:
             if cfg.auto_off_reprobe == 0 or self.stats.steps < self._auto_off_until:
                 return self._move(Phase.FULL, "auto-off", {}) if self.phase is not Phase.FULL \
@@ -662,6 +764,8 @@ class HybridTrainer:
         predictor observations, probes) until shortly before the re-probe, so a workload
         where prediction does not pay runs at plain-training speed plus the divergence
         checks. The predictor refills its window in the last ``_LEAN_MARGIN`` steps."""
+        if not self.config.segments:
+            return True   # no segment will ever use the predictor or the probes
         return (self._auto_off_until is not None
                 and self.stats.steps < self._auto_off_until - self._LEAN_MARGIN)
 
@@ -908,6 +1012,11 @@ class HybridTrainer:
                 "last_was_real": self._last_was_real,
                 "residuals": list(self._residuals[-1000:]),
                 "transitions": [t.to_dict() for t in self.transitions[-1000:]],
+                "jumps": None if self.jumps is None else self.jumps.state_dict(),
+                "jumps_off_until": self._jumps_off_until,
+                "jump_pending": self._jump_pending,
+                "unjumped": (self._scratch.clone() if self._jump_pending
+                             and self._scratch is not None else None),
             },
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -995,6 +1104,14 @@ class HybridTrainer:
         self._real_since_probe = int(tr["real_since_probe"])
         self._last_was_real = bool(tr["last_was_real"])
         self._residuals = [float(x) for x in tr["residuals"]]
+        if self.jumps is not None and tr.get("jumps") is not None:  # absent in old checkpoints
+            self.jumps.load_state_dict(tr["jumps"])
+        self._jumps_off_until = tr.get("jumps_off_until")
+        self._jump_pending = bool(tr.get("jump_pending", False)) and self.jumps is not None
+        if self._jump_pending:
+            if self._scratch is None:
+                self._scratch = self.flat.new_buffer()
+            self._scratch.copy_(tr["unjumped"])
         self.transitions = [Transition(int(t["step"]), Phase(t["src"]), Phase(t["dst"]),
                                        t["reason"], dict(t["numbers"])) for t in tr["transitions"]]
         rng = state["rng"]

@@ -1,0 +1,200 @@
+"""Checked jumps onto slow weights: the Lookahead rule, the paired check folded into a real
+step, the undo on rejection, the off-switch and the checkpoint round trip."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybrid_predict_trainer import HybridConfig, HybridTrainer
+from hybrid_predict_trainer.predictors.slow_weights import SlowWeights
+
+# no predicted segments (the gate never opens), so every step is a real one
+NO_SEGMENTS = dict(monitor=False, confidence_threshold=1.0, warmup_steps=5, full_steps=3,
+                   cost_model="fixed")
+
+
+def _problem(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(64, 1, generator=g)
+    torch.manual_seed(seed)
+    return torch.nn.Linear(8, 1), x, y
+
+
+def test_slow_weights_follow_the_lookahead_rule():
+    sw = SlowWeights(every=3, alpha=0.5)
+    assert not sw.due()
+    sw.start(torch.zeros(4))
+    for _ in range(2):
+        sw.tick()
+    assert not sw.due()
+    sw.tick()
+    assert sw.due()
+    target = sw.propose(torch.full((4,), 2.0))
+    assert torch.equal(target, torch.ones(4))       # slow + 0.5 * (w - slow)
+    assert not sw.due()                              # the cadence restarts at a jump
+    target = sw.propose(torch.full((4,), 3.0))
+    assert torch.equal(target, torch.full((4,), 2.0))
+
+
+def test_slow_weights_off_switch_and_state_round_trip():
+    sw = SlowWeights(every=2, alpha=0.5, window=4, min_accept=2)
+    sw.start(torch.arange(3.0))
+    assert [sw.record(ok, 0.1) for ok in (True, False, False)] == [False, False, False]
+    assert sw.record(False, 0.0)                     # 1 of the last 4 accepted: < 2
+    assert sw.summary()["accepted"] == 1 and sw.summary()["rejected"] == 3
+    copy = SlowWeights(every=2, alpha=0.5, window=4, min_accept=2)
+    copy.load_state_dict(sw.state_dict())
+    assert torch.equal(copy.slow, sw.slow) and copy.slow is not sw.slow
+    assert list(copy.outcomes) == list(sw.outcomes) and copy.summary() == sw.summary()
+    sw.reset_window()
+    assert not sw.record(False, 0.0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(every=0, alpha=0.5), dict(every=5, alpha=0.0),
+                                    dict(every=5, alpha=0.5, window=3, min_accept=4)])
+def test_slow_weights_refuse_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        SlowWeights(**kwargs)
+
+
+def _trainer(model: torch.nn.Module, lr: float = 0.0, **cfg) -> HybridTrainer:
+    # SGD at lr 0 never moves the weights: what a step leaves is exactly what the jump did
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    return HybridTrainer(model, opt, HybridConfig(**{**NO_SEGMENTS, "jump_every": 2, **cfg}))
+
+
+def test_an_accepted_jump_lands_on_the_slow_weights():
+    model, x, y = _problem()
+    trainer = _trainer(model)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)                                # slow weights start at the first step
+    with torch.no_grad():                             # a better point to be pulled towards
+        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    trainer.jumps.slow.copy_(best)
+    w = trainer.flat.flatten().clone()
+    expected = best + 0.5 * (w - best)
+    r = trainer.step(loss)                            # ends on the slow weights, unchecked
+    assert r.jumped is None
+    assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
+    checks = trainer.stats.forward_checks
+    r = trainer.step(loss)                            # checks the jump on its batch
+    assert r.jumped is True and r.backward and not r.predicted
+    assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
+    assert torch.allclose(trainer.jumps.slow, expected, atol=1e-7)
+    assert trainer.stats.forward_checks == checks + 1   # one extra forward per jump
+    assert r.loss < F.mse_loss(F.linear(x, w[:8].view(1, 8), w[8:]), y).item()
+    assert trainer.summary()["jumps"]["accepted"] == 1
+
+
+def test_a_rejected_jump_is_undone_bit_exactly_and_the_slow_weights_still_move():
+    model, x, y = _problem(1)
+    trainer = _trainer(model)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(100.0)                    # a far worse point
+    w = trainer.flat.flatten().clone()
+    moved = trainer.jumps.slow + 0.5 * (w - trainer.jumps.slow)
+    trainer.step(loss)
+    r = trainer.step(loss)
+    assert r.jumped is False
+    assert torch.equal(trainer.flat.flatten(), w)
+    assert torch.allclose(trainer.jumps.slow, moved)
+    assert r.loss == pytest.approx(F.mse_loss(model(x), y).item())
+    assert trainer.summary()["jumps"]["rejected"] == 1
+
+
+def test_the_check_and_the_redo_see_the_same_dropout_masks():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(32, 1))
+    _, x, y = _problem(3)
+    trainer = _trainer(model)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(100.0)
+    reference = copy.deepcopy(model)                  # the weights the rejected jump returns to
+    trainer.step(loss)
+    rng = torch.get_rng_state()
+    with torch.no_grad():
+        expected = F.mse_loss(reference(x), y).item()  # the masks of the step's RNG state
+    torch.set_rng_state(rng)
+    r = trainer.step(loss)
+    assert r.jumped is False
+    assert r.loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_closure_that_raises_after_the_check_leaves_the_jump_pending():
+    model, x, y = _problem(2)
+    trainer = _trainer(model)
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 4:      # step 3: its no-grad check ran (call 3), the graded one fails
+            raise RuntimeError("data loader hiccup")
+        return F.mse_loss(model(x), y)
+
+    trainer.step(flaky)
+    trainer.jumps.slow.add_(100.0)                    # a jump the check must reject
+    trainer.step(flaky)                               # ends on the slow weights
+    jumped = trainer.flat.flatten().clone()
+    with pytest.raises(RuntimeError, match="hiccup"):
+        trainer.step(flaky)
+    assert torch.equal(trainer.flat.flatten(), jumped)   # exactly as the step found them
+    assert trainer.step(flaky).jumped is False             # and the next step checks the jump
+
+
+def test_jumps_that_keep_failing_are_switched_off_with_a_reason():
+    model, x, y = _problem(4)
+    trainer = _trainer(model, auto_off_reprobe=0, jump_alpha=0.01)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(1000.0)                   # alpha 0.01: it stays far and bad
+    outcomes = [trainer.step(loss).jumped for _ in range(40)]
+    tried = [o for o in outcomes if o is not None]
+    assert tried == [False] * 6                        # the window, then nothing
+    notes = [s for _, s in trainer.signals if s.name == "jumps-off"]
+    assert len(notes) == 1 and "0 of the last 6" in notes[0].message
+    assert not trainer._jump_pending
+
+
+def test_jump_state_survives_a_checkpoint(tmp_path):
+    model, x, y = _problem(5)
+    trainer = _trainer(model, lr=0.05)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    for _ in range(6):                                # step 6 ends on a jump, unchecked
+        trainer.step(loss)
+    path = trainer.save(tmp_path / "ckpt.pt")
+    model2, _, _ = _problem(6)
+    other = _trainer(model2, lr=0.05)
+    other.load(path)
+    assert torch.equal(other.jumps.slow, trainer.jumps.slow)
+    assert other.jumps.since == trainer.jumps.since
+    a = [trainer.step(loss) for _ in range(5)]
+    b = [other.step(lambda: F.mse_loss(model2(x), y)) for _ in range(5)]
+    assert a[0].jumped is not None                    # the pending jump was checked after loading
+    assert [r.jumped for r in a] == [r.jumped for r in b]
+    assert torch.equal(trainer.flat.flatten(), other.flat.flatten())
+
+
+def test_jump_every_zero_turns_jumps_off():
+    model, x, y = _problem(7)
+    trainer = _trainer(model, jump_every=0)
+    results = [trainer.step(lambda: F.mse_loss(model(x), y)) for _ in range(10)]
+    assert trainer.jumps is None and all(r.jumped is None for r in results)
+    assert trainer.summary()["jumps"] is None
+
+
+def test_segments_off_leaves_only_real_steps_and_jumps():
+    model, x, y = _problem(8)
+    trainer = _trainer(model, lr=0.05, segments=False, confidence_threshold=0.0)
+    results = [trainer.step(lambda: F.mse_loss(model(x), y)) for _ in range(40)]
+    assert all(r.backward and not r.predicted for r in results)
+    checked = sum(r.jumped is not None for r in results)
+    s = trainer.summary()
+    assert checked >= 6 and s["jumps"]["accepted"] + s["jumps"]["rejected"] == checked
+    assert s["segments"] == 0 and "segments=False" in s["never_predicted_reason"]
