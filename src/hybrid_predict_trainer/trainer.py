@@ -511,15 +511,10 @@ class HybridTrainer:
         assert self.jumps is not None and self.jumps.slow is not None
         assert self._scratch is not None
         rng = self._rng_get()
-        self.flat.write_from(self._scratch)
-        try:
-            before, _, _ = self._forward_value(closure)
-        finally:   # the jumped weights are the slow weights (unchanged until the next jump)
-            self.flat.write_from(self.jumps.slow)
-            self._rng_set(rng)
+        # the jumped weights are the slow weights (unchanged until the next jump)
+        before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
         self._jump_pending = False   # only now: a closure that raised leaves it to the next step
-        self.stats.forward_checks += 1
-        return self.collective.mean([before])[0], rng
+        return before, rng
 
     def _judge_jump(self, jump: tuple[float, Any], after: float) -> bool:
         """Keep the jump when the batch's loss did not rise; otherwise put the weights back."""
@@ -866,19 +861,23 @@ class HybridTrainer:
         return (self.config.auto_off and self._has_update and self._last_was_real
                 and self.phase is not Phase.WARMUP and self._real_since_probe >= self._PROBE_EVERY)
 
-    def _loss_at(self, weights: torch.Tensor, closure: Closure) -> float:
+    def _loss_at(self, weights: torch.Tensor, closure: Closure,
+                 back: torch.Tensor | None = None) -> float:
         """This batch's loss at other weights (one no-grad forward). It runs *before* the
         graded forward, so autograd never sees the swap, and the RNG is restored so the graded
-        forward gets the same dropout masks: the two losses form a clean pair."""
-        if self._scratch is None:
-            self._scratch = self.flat.new_buffer()
+        forward gets the same dropout masks: the two losses form a clean pair. ``back`` is
+        where the weights return to (default: where they are now, kept in the scratch)."""
+        if back is None:
+            if self._scratch is None:
+                self._scratch = self.flat.new_buffer()
+            self.flat.read_into(self._scratch)
+            back = self._scratch
         rng = self._rng_get()
-        self.flat.read_into(self._scratch)
         self.flat.write_from(weights)
         try:
             value, _, _ = self._forward_value(closure)
         finally:  # a closure that raises must not leave the model at the probe's weights
-            self.flat.write_from(self._scratch)
+            self.flat.write_from(back)
             self._rng_set(rng)
         self.stats.forward_checks += 1
         return self.collective.mean([value])[0]
