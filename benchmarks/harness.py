@@ -1,15 +1,17 @@
-"""Runs methods over one workload: tuning on its own seed, then interleaved, timed seeds.
+"""Runs methods over one workload: tuning on its own seed, then timed seeds, side by side.
 
 What is timed, and why:
 - Only the method's ``step`` call is inside the stopwatch. Fetching the (already in-memory)
   batch and evaluating on the validation subset are outside it, so evaluation frequency
   never changes a method's time.
 - Every method of a seed starts from the same initial weights and draws the same batches.
-- ``adamw-tuned`` runs first in each seed; its training time over the step budget is the wall
-  time every other method gets (so "quality at equal wall time" is exact). The other methods
-  then run in an order rotated from seed to seed, so no method always runs right after it.
-- Each run records the CPU cores other processes used (``sysload``); a run above the
+- The timed runs of a seed advance in lock-step, one step of each method in turn
+  (:func:`run_group`), so a drift in the machine's speed hits every method alike. The order
+  inside a round is rotated from seed to seed. ``adamw-tuned``'s training time over the step
+  budget is the wall time every other method gets (so "quality at equal wall time" is exact).
+- Each group records the CPU cores other processes used (``sysload``); a group above the
   threshold is repeated and the least-disturbed attempt kept.
+- Peak memory comes from each method's warm-up run, made alone.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import gc
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
+from functools import partial
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -91,72 +94,164 @@ def _append_phase(timeline: list[tuple[str, int]], phase: str) -> None:
         timeline.append((phase, 1))
 
 
+@dataclass
+class Spec:
+    """One run to make: the method, its lr and its stopping rules (see :func:`run_group`).
+
+    Mutable on purpose: the harness sets the others' rules (target, equal time, time cap)
+    once the baseline of their seed has finished, while they keep stepping beside it.
+    """
+
+    method: Method
+    lr: float
+    role: str
+    max_steps: int
+    time_cap: float | None = None
+    stop_at: float | None = None
+    min_time: float = 0.0
+    min_steps: int = 0
+
+
+@dataclass
+class _Live:
+    """A run in progress: its model, runner, batch stream and result so far."""
+
+    spec: Spec
+    res: RunResult
+    model: Any = None
+    runner: Any = None
+    batches: Any = None
+    v0: float = math.nan
+    done: bool = False
+
+
+def _start(workload: Workload, data: Data, spec: Spec, seed: int) -> _Live:
+    live = _Live(spec, RunResult(workload.name, spec.method.name, spec.lr, seed, spec.role))
+    try:
+        live.model = workload.model(data, init_seed=seed)
+        live.batches = workload.batches(data, seed)
+        live.runner = spec.method.make(workload, live.model, spec.lr, seed)
+        t0 = time.perf_counter()
+        live.v0 = workload.evaluate(live.model, data)
+        live.res.eval_time_s += time.perf_counter() - t0
+        live.res.points.append((0, 0.0, 0, 0, live.v0))
+    except Exception as exc:  # noqa: BLE001 - one broken method must not end the benchmark
+        _fail(live, exc)
+    return live
+
+
+def _fail(live: _Live, exc: BaseException) -> None:
+    live.res.stopped, live.done = "error", True
+    live.res.error = f"{type(exc).__name__}: {exc}"
+    live.res.stats = {"traceback": traceback.format_exc(limit=4)}
+
+
+def _advance(workload: Workload, data: Data, live: _Live) -> None:
+    """One timed step of one run, then its evaluation and stopping rules when due."""
+    res, spec = live.res, live.spec
+    try:
+        x, y = next(live.batches)
+        t0 = time.perf_counter()
+        rec = live.runner.step(x, y)
+        res.train_time_s += time.perf_counter() - t0
+        step = res.steps = res.steps + 1
+        res.backward_passes += rec.backward
+        res.predicted_steps += rec.predicted
+        if spec.method.hybrid:
+            _append_phase(res.timeline, rec.phase)
+            if rec.rolled_back:
+                res.rollback_steps.append(step)
+        if step % workload.eval_every and step != spec.max_steps:
+            return
+        t0 = time.perf_counter()
+        val = workload.evaluate(live.model, data)
+        res.eval_time_s += time.perf_counter() - t0
+        res.points.append((step, res.train_time_s, res.backward_passes, res.predicted_steps, val))
+        if not math.isfinite(val) or val > 3.0 * live.v0:
+            res.stopped = "diverged"
+        elif (spec.stop_at is not None and smoothed(res.points)[-1][4] <= spec.stop_at
+              and res.train_time_s >= spec.min_time and step >= spec.min_steps):
+            res.stopped = "target"
+        elif spec.time_cap is not None and res.train_time_s >= spec.time_cap:
+            res.stopped = "time"
+        elif step < spec.max_steps:
+            return
+        live.done = True
+    except Exception as exc:  # noqa: BLE001
+        _fail(live, exc)
+
+
+def _finish(workload: Workload, data: Data, live: _Live) -> None:
+    res = live.res
+    if res.error is not None:
+        return
+    try:
+        res.stats = live.runner.stats()
+        if res.role == "eval" and res.method == "adamw-tuned":
+            res.stats["val_rel_se"] = workload.val_relative_se(live.model, data)
+    except Exception as exc:  # noqa: BLE001
+        _fail(live, exc)
+
+
+def run_group(workload: Workload, data: Data, specs: list[Spec], seed: int, *,
+              on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Train several methods side by side, in lock-step: one step of each in turn.
+
+    Why lock-step: the reference machine's speed drifts by 10-20% over minutes with no other
+    process to blame (identical trajectories measured 113-152 ms a step in runs a minute
+    apart). Runs made one after another inherit that drift as noise in their ratios; runs
+    advanced step by step share it, so their ratio is what the methods cost. Every run starts
+    from the seed's initial weights and draws the seed's batches from its own stream.
+
+    Each run stops at ``max_steps``; or at the first evaluation after ``time_cap`` seconds of
+    training time; or once its smoothed validation loss (``analysis.smoothed``) is at or below
+    ``stop_at`` with at least ``min_time`` seconds and ``min_steps`` steps trained; or when the
+    validation loss is non-finite or above three times its initial value (diverged).
+    ``on_done`` sees each finished run while the others go on (and may change their specs).
+    Peak memory is process-wide, so it is recorded only for a group of one.
+    """
+    gc.collect()
+    torch.manual_seed(seed)
+    alone = len(specs) == 1
+    if alone:
+        sysload.reset_peak_rss()
+    start_rss = sysload.rss_mb()
+    meter = sysload.LoadMeter()
+    meter.start()
+    lives = [_start(workload, data, spec, seed) for spec in specs]
+    reported: set[int] = set()
+    while True:
+        for i, live in enumerate(lives):
+            if live.done and i not in reported:
+                reported.add(i)
+                _finish(workload, data, live)
+                if on_done is not None:
+                    on_done(live.res)
+        active = [live for live in lives if not live.done]
+        if not active:
+            break
+        for live in active:
+            _advance(workload, data, live)
+    load = meter.stop()
+    for live in lives:
+        live.res.other_cores = load["other_cores"]
+        if alone:
+            live.res.start_rss_mb, live.res.peak_rss_mb = start_rss, sysload.peak_rss_mb()
+    return [live.res for live in lives]
+
+
 def run_once(workload: Workload, data: Data, method: Method, lr: float, seed: int, *,
              role: str, max_steps: int, time_cap: float | None = None,
              stop_at: float | None = None, min_time: float = 0.0,
              min_steps: int = 0) -> RunResult:
-    """Train one method from the seed's initial weights; evaluate every ``eval_every`` steps.
+    """Train one method alone (a group of one; see :func:`run_group` for the rules)."""
+    spec = Spec(method, lr, role, max_steps, time_cap, stop_at, min_time, min_steps)
+    return run_group(workload, data, [spec], seed)[0]
 
-    Stops at ``max_steps``; or at the first evaluation after ``time_cap`` seconds of training
-    time; or once the smoothed validation loss (see ``analysis.smoothed``) is at or below
-    ``stop_at`` and at least ``min_time`` seconds and ``min_steps`` steps were trained; or when
-    the validation loss is non-finite or above three times its initial value (diverged).
-    """
-    res = RunResult(workload.name, method.name, lr, seed, role)
-    gc.collect()
-    model = workload.model(data, init_seed=seed)
-    torch.manual_seed(seed)
-    batches = workload.batches(data, seed)
-    sysload.reset_peak_rss()
-    res.start_rss_mb = sysload.rss_mb()
-    meter = sysload.LoadMeter()
-    meter.start()
-    try:
-        runner = method.make(workload, model, lr, seed)
-        t0 = time.perf_counter()
-        v0 = workload.evaluate(model, data)
-        res.eval_time_s += time.perf_counter() - t0
-        res.points.append((0, 0.0, 0, 0, v0))
-        for step in range(1, max_steps + 1):
-            x, y = next(batches)
-            t0 = time.perf_counter()
-            rec = runner.step(x, y)
-            res.train_time_s += time.perf_counter() - t0
-            res.steps = step
-            res.backward_passes += rec.backward
-            res.predicted_steps += rec.predicted
-            if method.hybrid:
-                _append_phase(res.timeline, rec.phase)
-                if rec.rolled_back:
-                    res.rollback_steps.append(step)
-            if step % workload.eval_every and step != max_steps:
-                continue
-            t0 = time.perf_counter()
-            val = workload.evaluate(model, data)
-            res.eval_time_s += time.perf_counter() - t0
-            res.points.append((step, res.train_time_s, res.backward_passes,
-                               res.predicted_steps, val))
-            if not math.isfinite(val) or val > 3.0 * v0:
-                res.stopped = "diverged"
-                break
-            if (stop_at is not None and smoothed(res.points)[-1][4] <= stop_at
-                    and res.train_time_s >= min_time and step >= min_steps):
-                res.stopped = "target"
-                break
-            if time_cap is not None and res.train_time_s >= time_cap:
-                res.stopped = "time"
-                break
-        res.stats = runner.stats()
-        if role == "eval" and method.name == "adamw-tuned":
-            res.stats["val_rel_se"] = workload.val_relative_se(model, data)
-    except Exception as exc:  # noqa: BLE001 - one broken method must not end the benchmark
-        res.stopped = "error"
-        res.error = f"{type(exc).__name__}: {exc}"
-        res.stats = {"traceback": traceback.format_exc(limit=4)}
-    load = meter.stop()
-    res.other_cores = load["other_cores"]
-    res.peak_rss_mb = sysload.peak_rss_mb()
-    return res
+
+def _with_specs(on_done: Callable[[RunResult, list[Spec]], None], specs: list[Spec],
+                run: RunResult) -> None:
+    on_done(run, specs)
 
 
 class Harness:
@@ -170,24 +265,45 @@ class Harness:
         self.runs: list[RunResult] = []
         self.lrs: dict[str, float] = {}
         self.tuning: dict[str, dict[str, Any]] = {}
+        # (start, peak) RSS in MiB of each method's warm-up run, made alone: in a lock-step
+        # group the process-wide peak cannot be told apart per method
+        self.memory: dict[str, tuple[float | None, float | None]] = {}
 
     # --- one run, repeated while another process disturbed it ----------------------------
 
     def run(self, method: Method, lr: float, seed: int, role: str, **kw: Any) -> RunResult:
-        best: RunResult | None = None
+        """One run alone (tuning), repeated while another process disturbed it."""
+        spec = Spec(method, lr, role, **kw)
+        return self.run_side_by_side([spec], seed)[0]
+
+    def run_side_by_side(self, specs: list[Spec], seed: int, *,
+                         on_done: Callable[[RunResult, list[Spec]], None] | None = None
+                         ) -> list[RunResult]:
+        """A lock-step group (:func:`run_group`), repeated whole while another process
+        disturbed it; the least-disturbed attempt is kept. ``specs`` are copied per attempt,
+        so ``on_done`` may change them freely."""
+        best: list[RunResult] | None = None
+        attempt = 0
         for attempt in range(1, self.cfg.max_repeats + 2):
-            res = run_once(self.workload, self.data, method, lr, seed, role=role, **kw)
-            res.attempts = attempt
-            res.flagged = (res.other_cores or 0.0) > self.cfg.load_threshold
-            if best is None or (res.other_cores or 0.0) < (best.other_cores or 0.0):
-                best = res
-            if not res.flagged or res.error or attempt > self.cfg.max_repeats:
+            fresh = [replace(s) for s in specs]
+            hook = None if on_done is None else partial(_with_specs, on_done, fresh)
+            group = run_group(self.workload, self.data, fresh, seed, on_done=hook)
+            load = group[0].other_cores or 0.0
+            flagged = load > self.cfg.load_threshold
+            for r in group:
+                r.flagged = flagged
+            if best is None or load < (best[0].other_cores or 0.0):
+                best = group
+            if not flagged or any(r.error for r in group) or attempt > self.cfg.max_repeats:
                 break
-            self.log(f"    repeat: {method.name} saw {res.other_cores:.2f} cores of other load")
+            self.log(f"    repeat: seed {seed} saw {load:.2f} cores of other load")
         assert best is not None
-        best.attempts = attempt
-        self.runs.append(best)
-        self._log_run(best)
+        for r in best:
+            r.attempts = attempt
+            if r.peak_rss_mb is None and r.method in self.memory:
+                r.start_rss_mb, r.peak_rss_mb = self.memory[r.method]
+            self.runs.append(r)
+            self._log_run(r)
         return best
 
     def _log_run(self, r: RunResult) -> None:
@@ -202,14 +318,12 @@ class Harness:
     # --- phases --------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Untimed steps of every method so lazy initialisation never lands in a timed run."""
-        seen = set()
+        """Untimed steps of every method, alone, so lazy initialisation never lands in a
+        timed run; each also gives the method's peak memory (see ``self.memory``)."""
         for method in self.methods:
-            if method.make in seen:   # adamw and adamw-tuned share a runner
-                continue
-            seen.add(method.make)
-            run_once(self.workload, self.data, method, self.workload.default_lr, WARMUP_SEED,
-                     role="warmup", max_steps=self.cfg.warmup_steps)
+            r = run_once(self.workload, self.data, method, self.workload.default_lr,
+                         WARMUP_SEED, role="warmup", max_steps=self.cfg.warmup_steps)
+            self.memory[method.name] = (r.start_rss_mb, r.peak_rss_mb)
 
     def tune(self) -> None:
         """Pick each method's lr from the grid on the tuning seed (same budget for all).
@@ -268,30 +382,42 @@ class Harness:
                 self.lrs[method.name] = default
 
     def evaluate_seeds(self) -> None:
-        """The timed runs: for each seed, the baseline first, then the rest, rotated."""
+        """The timed runs: for each seed, every method side by side with the baseline.
+
+        The baseline (``adamw-tuned``) trains its step budget; its training time is the wall
+        time every other method gets (quality at equal wall time) and its final loss sets the
+        target. Until it finishes, the others step beside it with no stopping rule; then each
+        trains on until it reaches the target or 1.5x the baseline's time. Plain AdamW and the
+        same-lr references complete the step budget.
+        """
         by_name = {m.name: m for m in self.methods}
         base_method = by_name.get("adamw-tuned", METHODS["adamw-tuned"])
         others = [m for m in self.methods if m.name != "adamw-tuned"]
+        long = int(self.budget * self.cfg.max_steps_factor)
         for seed in range(self.cfg.seeds):
             self.log(f"  seed {seed}")
-            base = self.run(base_method, self.lrs["adamw-tuned"], seed, "eval",
-                            max_steps=self.budget)
-            if not base.ok:
-                self.log(f"  seed {seed}: the baseline failed ({base.stopped}); seed skipped")
-                continue
-            # Every method trains at least the baseline's time (quality at equal wall time),
-            # then on until it reaches the target or 1.5x that time.
-            equal, target = base.train_time_s, tail_mean(base.points) * TARGET_SLACK
-            shift = seed % max(len(others), 1)
-            for method in others[shift:] + others[:shift]:
-                # Plain AdamW also completes the step budget: it is the same-lr reference.
-                self.run(method, self.lrs[method.name], seed, "eval",
-                         max_steps=int(self.budget * self.cfg.max_steps_factor),
-                         min_steps=self.budget if method.name == "adamw" else 0,
-                         min_time=equal, time_cap=equal * self.cfg.time_cap_factor,
-                         stop_at=target)
-            for lr in self._reference_lrs():
-                self.run(METHODS["adamw"], lr, seed, "ref", max_steps=self.budget)
+            shift = seed % max(len(others), 1)      # no method always steps right after another
+            specs = [Spec(base_method, self.lrs["adamw-tuned"], "eval", self.budget)]
+            specs += [Spec(m, self.lrs[m.name], "eval", long,
+                           min_steps=self.budget if m.name == "adamw" else 0)
+                      for m in others[shift:] + others[:shift]]
+            specs += [Spec(METHODS["adamw"], lr, "ref", self.budget)
+                      for lr in self._reference_lrs()]
+
+            def baseline_done(run: RunResult, group: list[Spec]) -> None:
+                if run.method != "adamw-tuned" or run.role != "eval" or not run.ok:
+                    return
+                equal, target = run.train_time_s, tail_mean(run.points) * TARGET_SLACK
+                for spec in group:
+                    if spec.role == "eval" and spec.method.name != "adamw-tuned":
+                        spec.stop_at, spec.min_time = target, equal
+                        spec.time_cap = equal * self.cfg.time_cap_factor
+
+            group = self.run_side_by_side(specs, seed, on_done=baseline_done)
+            if not group[0].ok:
+                self.log(f"  seed {seed}: the baseline failed ({group[0].stopped}); seed "
+                         "skipped")
+                self.runs = [r for r in self.runs if all(r is not g for g in group)]
 
     def _reference_lrs(self) -> list[float]:
         """Learning rates some method uses that no AdamW eval run covers (same-lr reference)."""

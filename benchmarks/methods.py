@@ -208,17 +208,20 @@ def _hybrid(predictor: str, **config: Any) -> Callable[[Workload, nn.Module, flo
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("adamw-tuned", AdamWRunner, "AdamW at the best lr of the grid (the baseline)"),
     Method("adamw", AdamWRunner, "AdamW at the workload's default lr", tuned=False),
-    Method("hybrid-continuation", _hybrid("continuation"),
+    Method("hybrid-continuation", _hybrid("continuation", segments=True),
            "HybridTrainer, predictor 'continuation'", hybrid=True),
-    Method("hybrid-extrapolation", _hybrid("extrapolation"),
+    Method("hybrid-extrapolation", _hybrid("extrapolation", segments=True),
            "HybridTrainer, predictor 'extrapolation'", hybrid=True),
-    Method("hybrid-rssm", _hybrid("rssm"), "HybridTrainer, predictor 'rssm'", hybrid=True),
-    Method("hybrid-averaging", _hybrid("averaging", horizons=[1], max_horizon=1),
+    Method("hybrid-rssm", _hybrid("rssm", segments=True), "HybridTrainer, predictor 'rssm'", hybrid=True),
+    Method("hybrid-averaging", _hybrid("averaging", segments=True, horizons=[1], max_horizon=1),
            "HybridTrainer, predictor 'averaging', one-step segments (the jump onto the "
            "average)", hybrid=True),
     Method("hybrid-jumps", _hybrid("continuation", segments=False),
            "HybridTrainer with predicted segments off: only the checked jumps onto the slow "
            "weights", hybrid=True),
+    Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
+           "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
+           "forward, a jump is undone only when its loss is a blow-up", hybrid=True),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),

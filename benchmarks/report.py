@@ -74,7 +74,7 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
         "",
         "| method | lr | speed-up vs adamw-tuned | vs same-lr adamw | reached | "
         "time to target s | steps / backward to target | predicted | segments ok / rolled "
-        "back | jumps kept / undone | loss at equal time (gap) | overhead | peak RSS MB (growth in run) |",
+        "back | jumps kept / undone | loss at equal time (gap) | overhead | peak RSS MB (growth in warm-up) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, e in w["methods"].items():
@@ -152,8 +152,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{m.get('omp_wait_policy')}, Python {m.get('python')}; {m.get('time')}.", "",
         statistics_note() + ".", "",
         "How to read: every method starts from the same initial weights and sees the same "
-        "batches; time is training time only (evaluation excluded), methods interleaved per "
-        "seed. Every tuned method runs at its own best lr from the grid "
+        "batches; time is training time only (evaluation excluded). The methods of a seed train "
+        "side by side in lock-step, one step of each in turn, so a drift in the machine's "
+        "speed hits all of them alike; peak memory comes from each method's warm-up run, "
+        "made alone. Every tuned method runs at its own best lr from the grid "
         f"{report['lr_grid']} x default, chosen on a separate seed with the same number of "
         "runs. 'vs same-lr adamw' compares with plain AdamW at the method's lr (against that "
         "run's own target) and is shown only as a secondary figure: the tuned baseline is the "

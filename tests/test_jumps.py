@@ -198,3 +198,63 @@ def test_segments_off_leaves_only_real_steps_and_jumps():
     s = trainer.summary()
     assert checked >= 6 and s["jumps"]["accepted"] + s["jumps"]["rejected"] == checked
     assert s["segments"] == 0 and "segments=False" in s["never_predicted_reason"]
+
+
+def test_a_guard_checked_jump_costs_no_forward_and_lands_on_the_slow_weights():
+    model, x, y = _problem(9)
+    trainer = _trainer(model, jump_check="guard")
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    with torch.no_grad():
+        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    trainer.jumps.slow.copy_(best)
+    w = trainer.flat.flatten().clone()
+    expected = best + 0.5 * (w - best)
+    trainer.step(loss)                                # ends on the slow weights
+    checks = trainer.stats.forward_checks
+    r = trainer.step(loss)                            # the guard judges the step's own loss
+    assert r.jumped is True
+    assert trainer.stats.forward_checks == checks     # no extra forward
+    assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
+    s = trainer.summary()["jumps"]
+    assert s["accepted"] == 1 and s["mean_drop"] is None   # nothing paired was measured
+
+
+def test_a_guard_checked_jump_that_blows_the_loss_up_is_undone_bit_exactly():
+    model, x, y = _problem(10)
+    trainer = _trainer(model, jump_check="guard")
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(100.0)
+    w = trainer.flat.flatten().clone()
+    trainer.step(loss)
+    r = trainer.step(loss)
+    assert r.jumped is False
+    assert torch.equal(trainer.flat.flatten(), w)
+    assert r.loss == pytest.approx(F.mse_loss(model(x), y).item())   # redone at the old weights
+
+
+def test_a_guard_check_keeps_a_jump_that_raises_the_loss_within_the_noise():
+    # the paired check rejects any rise; the guard keeps a rise that is no blow-up
+    results = {}
+    for mode in ("paired", "guard"):
+        model, x, y = _problem(11)
+        trainer = _trainer(model, lr=0.05, jump_check=mode, jump_alpha=0.9)
+        loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
+        for _ in range(12):
+            trainer.step(loss)
+        trainer.jumps.slow.copy_(trainer.flat.flatten() + 0.02)   # a slightly worse point
+        outcomes = [trainer.step(loss).jumped for _ in range(2)]
+        results[mode] = [o for o in outcomes if o is not None]
+    assert results == {"paired": [False], "guard": [True]}
+
+
+def test_old_jump_state_without_paired_counts_loads():
+    sw = SlowWeights(every=2, alpha=0.5)
+    sw.start(torch.zeros(2))
+    sw.record(True, 0.2)
+    state = sw.state_dict()
+    del state["paired"]
+    other = SlowWeights(every=2, alpha=0.5)
+    other.load_state_dict(state)
+    assert other.summary()["mean_drop"] == pytest.approx(0.2)

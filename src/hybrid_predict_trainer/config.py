@@ -147,6 +147,14 @@ class HybridConfig(BaseModel):
         5, ge=0, le=1000, description="Every this many real steps, a checked jump onto "
         "Lookahead-style slow weights is folded into the real step (one extra forward; the "
         "step's own forward is the check). 0 turns jumps off.")
+    jump_check: Literal["paired", "guard"] = Field(
+        "paired", description="How a jump is checked. 'paired': one extra no-grad forward "
+        "scores the checking batch without the jump, and the jump is kept when its loss did "
+        "not rise (precise, one forward per jump). 'guard': no extra forward; the jump is "
+        "kept unless the step's own loss at the jumped weights is a blow-up against the loss "
+        "EMA (more than `divergence_sigma` standard deviations and `jump_tolerance` above it). "
+        "Lookahead's synchronisation often raises the next batch's loss a little and pays "
+        "later, which a paired check of one batch cannot see (benchmarks/RESULTS.md).")
     jump_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
         "jumped weights is at most (1 + tolerance) x its loss without the jump.")

@@ -348,7 +348,7 @@ class HybridTrainer:
     def _real_step(self, closure: Closure, micro: bool = False) -> StepResult:
         phase = Phase.CORRECT if micro else self.phase
         seg_before = probe_before = None
-        jump: tuple[float, Any] | None = None
+        jump: tuple[float | None, Any] | None = None
         if self.jumps is not None and self.jumps.slow is None:
             start = self.flat.new_buffer()      # Lookahead's slow weights start at the start
             self.flat.read_into(start)
@@ -503,37 +503,57 @@ class HybridTrainer:
         self._cur_valid = False
         self._jump_pending = True
 
-    def _jump_check_before(self, closure: Closure) -> tuple[float, Any]:
+    def _jump_check_before(self, closure: Closure) -> tuple[float | None, Any]:
         """This batch's loss at the weights the jump left (one no-grad forward). The step's
         graded forward at the jumped weights is the other half of the pair: same batch, same
         RNG state (dropout masks), so the two losses differ only by the jump.
-        Returns (loss before the jump, RNG state)."""
+        Returns (loss before the jump, RNG state); under ``jump_check="guard"`` no forward
+        runs and the loss is None (the jump is judged against the loss EMA instead)."""
         assert self.jumps is not None and self.jumps.slow is not None
         assert self._scratch is not None
         rng = self._rng_get()
-        # the jumped weights are the slow weights (unchanged until the next jump)
-        before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
+        before = None
+        if self.config.jump_check == "paired":
+            # the jumped weights are the slow weights (unchanged until the next jump)
+            before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
         self._jump_pending = False   # only now: a closure that raised leaves it to the next step
         return before, rng
 
-    def _judge_jump(self, jump: tuple[float, Any], after: float) -> bool:
-        """Keep the jump when the batch's loss did not rise; otherwise put the weights back."""
+    def _guard_passes(self, after: float) -> bool:
+        """Guard check of a jump: its loss is no blow-up against the loss EMA (fewer than
+        ``divergence_sigma`` standard deviations, or at most ``1 + jump_tolerance`` times it)."""
+        tr = self.tracker
+        if not math.isfinite(after):
+            return False
+        if tr.count < 2:
+            return True
+        return (tr.zscore(after) <= self.config.divergence_sigma
+                or after <= tr.fast * (1.0 + self.config.jump_tolerance))
+
+    def _judge_jump(self, jump: tuple[float | None, Any], after: float) -> bool:
+        """Keep the jump when it passes its check; otherwise put the weights back."""
         assert self.jumps is not None and self._scratch is not None
         before = jump[0]
-        ok = (math.isfinite(after) and math.isfinite(before)
-              and after <= before * (1.0 + self.config.jump_tolerance))
-        drop = (before - after) / before if ok and before > 0 else 0.0
+        drop: float | None = None
+        if before is None:
+            ok = self._guard_passes(after)
+        else:
+            ok = (math.isfinite(after) and math.isfinite(before)
+                  and after <= before * (1.0 + self.config.jump_tolerance))
+            drop = (before - after) / before if ok and before > 0 else 0.0
         if not ok:
             self.flat.write_from(self._scratch)
         if self.jumps.record(ok, drop) and self.config.auto_off:
             w = self.jumps.outcomes
             self._jumps_off_until = (self.stats.steps + self.config.auto_off_reprobe
                                      if self.config.auto_off_reprobe else 1 << 62)
+            what = ("raised no loss on their batch (each rejected jump costs two forwards for "
+                    "nothing)" if before is not None else
+                    "stayed clear of a loss blow-up (each rejected jump costs a forward)")
             self._note(Signal(
                 "jumps-off", Level.OK, float(sum(w)), float(self.jumps.min_accept),
-                f"jumps onto the slow weights paused: only {sum(w)} of the last {len(w)} raised "
-                f"no loss on their batch (each rejected jump costs two forwards for nothing); "
-                f"trying again in {self.config.auto_off_reprobe} steps"))
+                f"jumps onto the slow weights paused: only {sum(w)} of the last {len(w)} "
+                f"{what}; trying again in {self.config.auto_off_reprobe} steps"))
         return ok
 
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,

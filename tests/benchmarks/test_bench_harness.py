@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks.costs import measure_costs
-from benchmarks.harness import BenchConfig, Harness, run_once
+from benchmarks.harness import BenchConfig, Harness, Spec, run_group, run_once
 from benchmarks.methods import LR_GRID, METHODS
 from benchmarks.report import SCHEMA_KEYS, _clean, markdown
 from benchmarks.summary import summarise
@@ -70,3 +70,32 @@ def test_harness_end_to_end(toy: tuple[Workload, Data]) -> None:
               "seeds": 2, "workloads": {"toy": entry}}
     json.dumps(_clean(report), allow_nan=False)
     assert "| adamw-tuned |" in markdown(report)
+
+
+def test_a_lock_step_group_trains_each_method_exactly_as_alone(
+        toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    names = ("adamw", "lookahead", "hybrid-guard")
+    alone = [run_once(wl, data, METHODS[m], 0.01, 3, role="eval", max_steps=20) for m in names]
+    group = run_group(wl, data, [Spec(METHODS[m], 0.01, "eval", 20) for m in names], 3)
+    for a, g in zip(alone, group):
+        assert g.method == a.method and g.steps == a.steps == 20
+        assert [p[4] for p in g.points] == [p[4] for p in a.points], a.method
+        assert g.backward_passes == a.backward_passes
+
+
+def test_the_baselines_end_sets_the_others_stopping_rules(toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    methods = [METHODS[m] for m in ("adamw-tuned", "adamw", "lookahead")]
+    h = Harness(wl, data, methods, BenchConfig(seeds=1, max_repeats=0, warmup_steps=3),
+                log=lambda _: None)
+    h.lrs = {"adamw-tuned": 0.02, "adamw": 0.01, "lookahead": 0.02}
+    h.evaluate_seeds()
+    runs = {r.method: r for r in h.runs if r.role == "eval"}
+    base = runs["adamw-tuned"]
+    assert base.stopped == "budget" and base.steps == wl.steps
+    # lookahead had no stopping rule until the baseline ended, then one: target or time cap
+    assert runs["lookahead"].stopped in ("target", "time")
+    assert runs["adamw"].steps >= wl.steps            # plain AdamW completes the budget
+    assert all(r.other_cores is not None for r in h.runs)
+    assert {r.method for r in h.runs if r.role == "ref"} == set()   # every lr was covered

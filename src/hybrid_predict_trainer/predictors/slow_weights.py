@@ -46,6 +46,7 @@ class SlowWeights:
         self.accepted = 0
         self.rejected = 0
         self.drops: float = 0.0             # summed relative batch-loss drops of accepted jumps
+        self.paired = 0                     # accepted jumps whose drop was measured (paired)
         self.outcomes: deque[bool] = deque(maxlen=window)
         self.min_accept = min_accept
 
@@ -68,12 +69,15 @@ class SlowWeights:
         self.since = 0
         return self.slow
 
-    def record(self, accepted: bool, drop: float) -> bool:
-        """Note a checked jump; returns True when the window says jumps do not pay."""
+    def record(self, accepted: bool, drop: float | None) -> bool:
+        """Note a checked jump (``drop`` None: no paired measurement, e.g. a guard check);
+        returns True when the window says jumps do not pay."""
         self.outcomes.append(accepted)
         if accepted:
             self.accepted += 1
-            self.drops += drop
+            if drop is not None:
+                self.drops += drop
+                self.paired += 1
         else:
             self.rejected += 1
         return (len(self.outcomes) == self.outcomes.maxlen
@@ -89,13 +93,13 @@ class SlowWeights:
         n = self.accepted + self.rejected
         return {"every": self.every, "alpha": self.alpha, "accepted": self.accepted,
                 "rejected": self.rejected,
-                "mean_drop": self.drops / self.accepted if self.accepted else None,
+                "mean_drop": self.drops / self.paired if self.paired else None,
                 "acceptance": self.accepted / n if n else None}
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": None if self.slow is None else self.slow.clone(), "since": self.since,
                 "accepted": self.accepted, "rejected": self.rejected, "drops": self.drops,
-                "outcomes": list(self.outcomes)}
+                "paired": self.paired, "outcomes": list(self.outcomes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         slow = state["slow"]
@@ -103,4 +107,6 @@ class SlowWeights:
         self.since = int(state["since"])
         self.accepted, self.rejected = int(state["accepted"]), int(state["rejected"])
         self.drops = float(state["drops"])
+        # absent in checkpoints written before guard checks: every accepted jump was paired
+        self.paired = int(state.get("paired", self.accepted))
         self.outcomes = deque((bool(x) for x in state["outcomes"]), maxlen=self.outcomes.maxlen)
