@@ -212,7 +212,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer, predictor 'continuation'", hybrid=True),
     Method("hybrid-extrapolation", _hybrid("extrapolation", segments=True),
            "HybridTrainer, predictor 'extrapolation'", hybrid=True),
-    Method("hybrid-rssm", _hybrid("rssm", segments=True), "HybridTrainer, predictor 'rssm'", hybrid=True),
+    Method("hybrid-rssm", _hybrid("rssm", segments=True), "HybridTrainer, predictor 'rssm'",
+           hybrid=True),
     Method("hybrid-averaging", _hybrid("averaging", segments=True, horizons=[1], max_horizon=1),
            "HybridTrainer, predictor 'averaging', one-step segments (the jump onto the "
            "average)", hybrid=True),

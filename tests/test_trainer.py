@@ -15,8 +15,9 @@ from hybrid_predict_trainer.predictors import ContinuationPredictor, Forecast
 
 from _support import batches, make_mlp
 
+# predicted segments are off by default (the benchmark's choice); these tests are about them
 EAGER = dict(monitor=False, auto_off=False, confidence_threshold=0.0, warmup_steps=5,
-             full_steps=3, cost_model="fixed")
+             full_steps=3, cost_model="fixed", segments=True)
 
 
 def val_loss(model, x, y):
@@ -28,7 +29,8 @@ def train(cfg: dict, data, epochs=3, opt_fn=None, seed=0, predictor=None):
     xtr, ytr, xva, yva = data
     model = make_mlp(seed)
     opt = (opt_fn or (lambda p: torch.optim.AdamW(p, lr=2e-3)))(model.parameters())
-    trainer = HybridTrainer(model, opt, HybridConfig(**cfg), predictor=predictor)
+    trainer = HybridTrainer(model, opt, HybridConfig(**{"segments": True, **cfg}),
+                            predictor=predictor)
     results = [trainer.step(lambda: F.cross_entropy(model(xb), yb))
                for xb, yb in batches(xtr, ytr, epochs)]
     return model, trainer, results

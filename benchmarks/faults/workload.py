@@ -1,8 +1,9 @@
 """The small real training run every numeric fault is injected into, and how damage is measured.
 
 Workload: an MLP 784-64-10 on 1,000 real MNIST digits (500 more for validation), AdamW
-lr 2e-3, batch 100, the library's default ``HybridConfig`` except ``cost_model="fixed"``.
-The fixed cost model makes every trainer decision a function of the data alone, so a clean run
+lr 2e-3, batch 100, the library's default ``HybridConfig`` except ``cost_model="fixed"`` and
+``segments=True``: predicted segments (with their checks, snapshots and rollbacks) on top of
+the default jumps, so faults also land in the fullest state machine. The fixed cost model makes every trainer decision a function of the data alone, so a clean run
 and a faulted run are bit-identical up to the moment of the fault; that is what lets
 "steps of progress lost" be measured exactly instead of estimated from noisy loss curves.
 
@@ -76,7 +77,8 @@ class Workload:
     config: dict[str, Any] = field(default_factory=dict)
 
     def hybrid_config(self) -> HybridConfig:
-        return HybridConfig(**{"cost_model": "fixed", "monitor": self.monitor, **self.config})
+        return HybridConfig(**{"cost_model": "fixed", "segments": True, "monitor": self.monitor,
+                               **self.config})
 
     def build(self, predictor: Any = None) -> tuple[torch.nn.Module, torch.optim.Optimizer,
                                                      HybridTrainer]:

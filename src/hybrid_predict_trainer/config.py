@@ -42,10 +42,11 @@ class HybridConfig(BaseModel):
         "continuation", description="Which update predictor to use. 'continuation' re-applies "
         "the optimizer's own next step from its moments; it won the benchmark on cost.")
     segments: bool = Field(
-        True, description="Run predicted segments (steps without a backward pass). False keeps "
-        "every step real and leaves only the checked jumps onto the slow weights "
-        "(`jump_every`), which measured faster on the benchmark workloads "
-        "(benchmarks/RESULTS.md).")
+        False, description="Run predicted segments (steps without a backward pass, checked "
+        "and rolled back). Off by default: on all four benchmark workloads the segments cost "
+        "more than they saved against a tuned AdamW, while real steps plus the checked jumps "
+        "onto the slow weights (`jump_every`) were the fastest hybrid (benchmarks/RESULTS.md). "
+        "Turn on to predict steps; auto-off still stops them where they do not pay.")
     max_horizon: int = Field(
         16, ge=1, le=1024, description="Longest predicted segment. 16 was the prototype's best; "
         "longer segments are rarely accepted whole.")
@@ -154,7 +155,9 @@ class HybridConfig(BaseModel):
         "kept unless the step's own loss at the jumped weights is a blow-up against the loss "
         "EMA (more than `divergence_sigma` standard deviations and `jump_tolerance` above it). "
         "Lookahead's synchronisation often raises the next batch's loss a little and pays "
-        "later, which a paired check of one batch cannot see (benchmarks/RESULTS.md).")
+        "later, which a paired check of one batch cannot see; but where jumps really slow "
+        "training the guard keeps them too, which the paired check's auto-off prevents "
+        "(benchmarks/RESULTS.md, docs/design.md).")
     jump_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
         "jumped weights is at most (1 + tolerance) x its loss without the jump.")

@@ -261,7 +261,9 @@ class HybridTrainer:
             return (f"the run ended after {self.stats.steps} steps, before warmup_steps + "
                     f"full_steps = {cfg.warmup_steps + cfg.full_steps} real steps were done")
         if not cfg.segments:
-            return "predicted segments are off (segments=False): every step is a real one"
+            return ("predicted segments are off (segments=False): every step is a real one"
+                    + ("; the predicted updates are the checked jumps onto the slow weights"
+                       if self.jumps is not None else ""))
         if self._auto_off_reason:
             return self._auto_off_reason
         if not self.predictor.ready():

@@ -38,6 +38,7 @@ dropout = 0.1
 epochs_for_schedule = 2
 
 [hybrid]
+segments = true
 warmup_steps = 5
 full_steps = 3
 confidence_threshold = 0.0

@@ -24,8 +24,9 @@ from hybrid_predict_trainer.distributed import (TorchDistributedCollective, barr
                                                 init_from_env, replica_max_abs_diff, shutdown)
 
 STEPS, SAVE_AT, MORE = 44, 30, 10
-CFG = dict(monitor=False, auto_off=False, confidence_threshold=0.0, warmup_steps=5,
-           full_steps=3, cost_model="fixed", max_horizon=4, horizons=[4], bandit=False)
+CFG = dict(monitor=False, segments=True, auto_off=False, confidence_threshold=0.0,
+           warmup_steps=5, full_steps=3, cost_model="fixed", max_horizon=4, horizons=[4],
+           bandit=False)
 
 
 def build(seed: int) -> tuple[torch.nn.Module, DDP, torch.optim.Optimizer, HybridTrainer]:

@@ -31,6 +31,7 @@ val_size = 300
 dropout = 0.1
 
 [hybrid]
+segments = true
 warmup_steps = 5
 full_steps = 3
 confidence_threshold = 0.0

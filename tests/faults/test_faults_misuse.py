@@ -37,7 +37,8 @@ def one_line(exc: BaseException) -> str:
 def quiet_trainer(model, opt, **cfg) -> HybridTrainer:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return HybridTrainer(model, opt, HybridConfig(monitor=False, **cfg))
+        return HybridTrainer(model, opt, HybridConfig(**{"monitor": False, "segments": True,
+                                                         **cfg}))
 
 
 def test_model_without_trainable_parameters():

@@ -16,7 +16,7 @@ from hybrid_predict_trainer.integrations.lightning import HybridMixin  # noqa: E
 
 class LitMLP(HybridMixin, L.LightningModule):
     hybrid_config = {"warmup_steps": 5, "full_steps": 3, "confidence_threshold": 0.0,
-                     "auto_off": False, "cost_model": "fixed"}
+                     "auto_off": False, "cost_model": "fixed", "segments": True}
 
     def __init__(self) -> None:
         super().__init__()

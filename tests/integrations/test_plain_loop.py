@@ -12,7 +12,7 @@ from hybrid_predict_trainer.integrations import RunningStats, wrap
 from _support import batches, make_mlp
 
 EAGER = dict(monitor=False, auto_off=False, confidence_threshold=0.0, warmup_steps=5,
-             full_steps=3, cost_model="fixed")
+             full_steps=3, cost_model="fixed", segments=True)
 
 
 def test_wrapped_loop_predicts_without_backward_and_counts_agree(mnist_small):

@@ -20,7 +20,8 @@ def test_event_file_holds_phase_loss_and_saved_backward(mnist_small, tmp_path):
     tb = TensorBoardHook(tmp_path / "tb")
     trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
                             HybridConfig(monitor=False, auto_off=False, confidence_threshold=0.0,
-                                         warmup_steps=5, full_steps=3), hooks=[tb])
+                                         warmup_steps=5, full_steps=3, segments=True),
+                            hooks=[tb])
     results = [trainer.step(lambda: F.cross_entropy(model(x), y))
                for x, y in batches(xtr, ytr, 1)]
     tb.add_summary(trainer.summary(), "Training health: fine.")
