@@ -187,6 +187,11 @@ def write(report: dict[str, Any], out: Path) -> list[Path]:
     return [out / "report.json", out / "report.md", *files]
 
 
+# Sections after this line in RESULTS.md come from other commands (monitor, faults, the
+# choice of defaults); publishing a benchmark run replaces only what is above it.
+KEEP_MARKER = "<!-- kept when a benchmark run is published -->"
+
+
 def publish(out: Path) -> None:
     """Copy a finished run to the committed locations (``RESULTS.md``, ``results/``)."""
     results = BENCH_DIR / "results"
@@ -198,4 +203,9 @@ def publish(out: Path) -> None:
     for png in out.glob("*.png"):
         shutil.copyfile(png, results / png.name)
         md = md.replace(f"]({png.name})", f"](results/{png.name})")
-    (BENCH_DIR / "RESULTS.md").write_text(md, encoding="utf-8")
+    target = BENCH_DIR / "RESULTS.md"
+    if target.exists():                          # hand-kept sections survive a new run
+        old = target.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            md = md.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
+    target.write_text(md, encoding="utf-8")

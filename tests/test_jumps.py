@@ -159,6 +159,8 @@ def test_jumps_that_keep_failing_are_switched_off_with_a_reason():
     assert tried == [False] * 6                        # the window, then nothing
     notes = [s for _, s in trainer.signals if s.name == "jumps-off"]
     assert len(notes) == 1 and "0 of the last 6" in notes[0].message
+    assert "not trying again" in notes[0].message
+    assert trainer.summary()["jumps"]["paused"] == notes[0].message   # the user sees why
     assert not trainer._jump_pending
 
 

@@ -143,6 +143,7 @@ class HybridTrainer:
         self._residuals: list[float] = []
         self.jumps = SlowWeights(config.jump_every, config.jump_alpha) if config.jump_every else None
         self._jumps_off_until: int | None = None
+        self._jumps_off_reason: str | None = None   # the last pause, in plain words
         self._jump_pending = False                # weights sit on the slow weights, unchecked
         self.monitor = self._attach_monitor() if config.monitor else None
 
@@ -246,7 +247,8 @@ class HybridTrainer:
             "transitions": len(self.transitions),
             "mean_residual_cosine": (sum(self._residuals) / len(self._residuals)
                                      if self._residuals else None),
-            "jumps": None if self.jumps is None else self.jumps.summary(),
+            "jumps": (None if self.jumps is None else
+                      {**self.jumps.summary(), "paused": self._jumps_off_reason}),
         })
         if self.monitor is not None and hasattr(self.monitor, "summary"):
             s["health"] = self.monitor.summary()
@@ -552,10 +554,13 @@ class HybridTrainer:
             what = ("raised no loss on their batch (each rejected jump costs two forwards for "
                     "nothing)" if before is not None else
                     "stayed clear of a loss blow-up (each rejected jump costs a forward)")
-            self._note(Signal(
-                "jumps-off", Level.OK, float(sum(w)), float(self.jumps.min_accept),
-                f"jumps onto the slow weights paused: only {sum(w)} of the last {len(w)} "
-                f"{what}; trying again in {self.config.auto_off_reprobe} steps"))
+            again = (f"trying again in {self.config.auto_off_reprobe} steps"
+                     if self.config.auto_off_reprobe else "not trying again (auto_off_reprobe=0)")
+            self._jumps_off_reason = (f"step {self.stats.steps}: jumps onto the slow weights "
+                                      f"paused: only {sum(w)} of the last {len(w)} {what}; "
+                                      f"{again}")
+            self._note(Signal("jumps-off", Level.OK, float(sum(w)),
+                              float(self.jumps.min_accept), self._jumps_off_reason))
         return ok
 
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
@@ -1035,6 +1040,7 @@ class HybridTrainer:
                 "transitions": [t.to_dict() for t in self.transitions[-1000:]],
                 "jumps": None if self.jumps is None else self.jumps.state_dict(),
                 "jumps_off_until": self._jumps_off_until,
+                "jumps_off_reason": self._jumps_off_reason,
                 "jump_pending": self._jump_pending,
                 "unjumped": (self._scratch.clone() if self._jump_pending
                              and self._scratch is not None else None),
@@ -1128,6 +1134,7 @@ class HybridTrainer:
         if self.jumps is not None and tr.get("jumps") is not None:  # absent in old checkpoints
             self.jumps.load_state_dict(tr["jumps"])
         self._jumps_off_until = tr.get("jumps_off_until")
+        self._jumps_off_reason = tr.get("jumps_off_reason")      # absent in older checkpoints
         self._jump_pending = bool(tr.get("jump_pending", False)) and self.jumps is not None
         if self._jump_pending:
             if self._scratch is None:

@@ -51,6 +51,8 @@ def demo(
     h = result["hybrid"]
     if h.get("auto_off"):
         console.print(f"[yellow]{h['auto_off']}[/yellow]")
+    if (h.get("jumps") or {}).get("paused"):
+        console.print(f"[yellow]{h['jumps']['paused']}[/yellow]")
     if h.get("never_predicted_reason"):
         console.print(f"[yellow]never predicted: {h['never_predicted_reason']}[/yellow]")
     if h.get("health") and not quiet:

@@ -1,0 +1,43 @@
+"""Publishing a run replaces the generated report but keeps the hand-kept sections below it."""
+from __future__ import annotations
+
+import json
+
+from benchmarks import report
+
+
+def test_publish_keeps_sections_after_the_marker(tmp_path, monkeypatch):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    monkeypatch.setattr(report, "BENCH_DIR", bench)
+    (bench / "RESULTS.md").write_text(
+        f"# old run\nstale table\n\n{report.KEEP_MARKER}\n## Fault injection\n65 / 65\n",
+        encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps({"workloads": {}}), encoding="utf-8")
+    (run / "report.md").write_text("# new run\n![x](plot.png)\n", encoding="utf-8")
+    (run / "plot.png").write_bytes(b"png")
+
+    report.publish(run)
+
+    md = (bench / "RESULTS.md").read_text(encoding="utf-8")
+    assert md.startswith("# new run") and "stale table" not in md
+    assert "](results/plot.png)" in md                       # links point at the copies
+    assert md.index(report.KEEP_MARKER) > md.index("# new run")
+    assert md.rstrip().endswith("65 / 65")                     # kept, once
+    assert md.count("## Fault injection") == 1
+    assert (bench / "results" / "plot.png").read_bytes() == b"png"
+
+
+def test_publish_without_a_marker_writes_the_run_alone(tmp_path, monkeypatch):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    monkeypatch.setattr(report, "BENCH_DIR", bench)
+    (bench / "RESULTS.md").write_text("# old run\n", encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text("{}", encoding="utf-8")
+    (run / "report.md").write_text("# new run\n", encoding="utf-8")
+    report.publish(run)
+    assert (bench / "RESULTS.md").read_text(encoding="utf-8") == "# new run\n"
