@@ -230,6 +230,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "every 10 AdamW steps, theta += 0.5 * (theta - theta_10_steps_ago), unverified"),
 )}
 
+#: The method that runs the library's default configuration (``HybridConfig()``): predicted
+#: segments off, paired-checked jumps. The benchmark's goals are judged on it.
+DEFAULT_METHOD = "hybrid-jumps"
+
 #: Multipliers of the workload's default lr that every tuned method may choose from.
 LR_GRID = (0.5, 1.0, 2.0, 4.0)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .methods import DEFAULT_METHOD
 from .summary import statistics_note
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -105,40 +106,56 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PEERS = ("lookahead", "selective-backprop", "linear-extrapolation")
+
+
 def goals_markdown(workloads: dict[str, Any]) -> str:
-    """The benchmark goals, each checked against the measured numbers and stated plainly."""
+    """The benchmark goals, checked against the library's default configuration.
+
+    The targets are judged on ``DEFAULT_METHOD`` (what ``HybridTrainer(model, optimizer)``
+    does), not on the best hybrid of each workload: picking the winner after the fact would
+    flatter every figure. The best hybrid and the best peer stand beside it for reference.
+    """
     done = {n: w for n, w in workloads.items() if w.get("methods")}
     rows = []
     for n, w in done.items():
         hyb = {m: e for m, e in w["methods"].items() if m.startswith("hybrid")}
-        if not hyb:
+        if DEFAULT_METHOD not in hyb:
             continue
         best_m, best = max(hyb.items(), key=lambda kv: kv[1]["speedup_median"] or 0.0)
-        peers = [w["methods"][p]["speedup_median"] or 0.0 for p in
-                 ("lookahead", "selective-backprop", "linear-extrapolation") if p in w["methods"]]
-        rows.append((n, best_m, best, peers))
+        peers = {p: w["methods"][p]["speedup_median"] or 0.0 for p in PEERS
+                 if p in w["methods"]}
+        rows.append((n, hyb[DEFAULT_METHOD], best_m, best, peers))
     if not rows:
         return ""
-    n_fast = sum((b["speedup_median"] or 0.0) >= 1.2 for _, _, b, _ in rows)
-    slow = [n for n, _, b, _ in rows if (b["speedup_median"] or 0.0) < 0.95]
-    quality = [n for n, _, b, _ in rows if b["final_gap_pct"] is None or b["final_gap_pct"] > 0.5]
-    behind = [n for n, _, b, p in rows if p and (b["speedup_median"] or 0.0) <= max(p)]
-    verdict = ("met" if n_fast >= 2 else "**missed**")
+
+    def sp(e: dict[str, Any]) -> float:
+        return e["speedup_median"] or 0.0
+
+    n_fast = sum(sp(d) >= 1.2 for _, d, _, _, _ in rows)
+    slow = [f"{n} ({sp(d):.2f}x)" for n, d, _, _, _ in rows if sp(d) < 0.95]
+    quality = [f"{n} ({_f(d['final_gap_pct'], '+.2f')}%)" for n, d, _, _, _ in rows
+               if d["final_gap_pct"] is None or d["final_gap_pct"] > 0.5]
+    behind = [f"{n} ({sp(d):.2f}x against {max(p, key=p.get)} {max(p.values()):.2f}x)"
+              for n, d, _, _, p in rows if p and sp(d) <= max(p.values())]
     out = ["## Goals, checked against these numbers", "",
-           "| workload | best hybrid | median speed-up | final-loss gap | best peer |",
+           f"Judged on `{DEFAULT_METHOD}`, the library's default configuration; the best "
+           "hybrid of each workload (chosen after the fact) and the best peer are shown for "
+           "reference.", "",
+           f"| workload | {DEFAULT_METHOD} (default) | final-loss gap | best hybrid | best peer |",
            "|---|---|---|---|---|"]
-    for n, m, b, p in rows:
-        out.append(f"| {n} | {m} | {_f(b['speedup_median'])}x | {_f(b['final_gap_pct'], '+.2f')}% "
-                   f"| {_f(max(p) if p else None)}x |")
+    for n, d, m, b, p in rows:
+        peer = (f"{max(p, key=p.get)} {max(p.values()):.2f}x" if p else "-")
+        out.append(f"| {n} | {_f(d['speedup_median'])}x | {_f(d['final_gap_pct'], '+.2f')}% "
+                   f"| {m} {_f(b['speedup_median'])}x | {peer} |")
     out += ["",
-            f"- hybrid >= 1.2x on at least 2 workloads: {verdict} ({n_fast} of the "
-            f"{len(rows)} run)",
-            "- no workload below 0.95x: "
-            f"{'met' if not slow else '**missed** on ' + ', '.join(slow)}",
+            f"- default >= 1.2x on at least 2 workloads: "
+            f"{'met' if n_fast >= 2 else '**missed**'} ({n_fast} of the {len(rows)} run)",
+            f"- no workload below 0.95x: {'met' if not slow else '**missed** on ' + ', '.join(slow)}",
             f"- final quality within 0.5% at equal wall time: "
             f"{'met' if not quality else '**missed** on ' + ', '.join(quality)}",
-            f"- best hybrid ahead of the three peers: "
-            f"{'met' if not behind else '**missed** on ' + ', '.join(behind)}", ""]
+            f"- default ahead of the three peers: "
+            f"{'met' if not behind else '**missed** on ' + '; '.join(behind)}", ""]
     return "\n".join(out)
 
 

@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip lr tuning: every method runs at the default lr")
     p.add_argument("--publish", action="store_true",
                    help="also copy the report to benchmarks/RESULTS.md and results/latest.json")
+    p.add_argument("--render", type=Path, metavar="FOLDER",
+                   help="train nothing: rewrite the report and plots of the run in FOLDER from "
+                        "its report.json (after a change to the report's layout); with "
+                        "--publish, publish it")
     p.add_argument("--no-reexec", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -85,10 +89,31 @@ def machine_info(threads: int) -> dict[str, Any]:
             "time": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+def _render(folder: Path, publish: bool) -> int:
+    """Re-render a finished run's report from its JSON: same numbers, current layout."""
+    import json
+
+    from . import report
+
+    src = folder / "report.json"
+    if not src.is_file():
+        print(f"--render: {src} not found; pass the folder of a finished run (it holds "
+              "report.json), e.g. benchmarks/results/<time>", file=sys.stderr)
+        return 2
+    files = report.write(json.loads(src.read_text(encoding="utf-8")), folder)
+    print(f"wrote {len(files)} files to {folder}")
+    if publish:
+        report.publish(folder)
+        print("published to benchmarks/RESULTS.md and benchmarks/results/latest.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected workloads x methods x seeds and write the report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.render is not None:
+        return _render(args.render, args.publish)
     if not args.no_reexec:
         _maybe_reexec(argv)
 

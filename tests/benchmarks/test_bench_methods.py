@@ -94,3 +94,16 @@ def test_every_method_trains_the_toy_problem() -> None:
             rec = runner.step(x, y)
             assert rec.backward and not rec.predicted
         assert wl.evaluate(model, data) < 0.5 * before, name
+
+
+def test_the_default_method_runs_the_library_defaults() -> None:
+    """The goals are judged on DEFAULT_METHOD, so it must be what HybridConfig() gives."""
+    from benchmarks.methods import DEFAULT_METHOD
+    from hybrid_predict_trainer import HybridConfig
+
+    wl, data = _workload()
+    runner = METHODS[DEFAULT_METHOD].make(wl, wl.model(data, 0), 0.05, 0)
+    used = runner.trainer.config.model_dump()
+    defaults = HybridConfig().model_dump()
+    differ = {k for k in defaults if used[k] != defaults[k]}
+    assert differ <= {"monitor", "seed"}, differ   # the monitor is benchmarked on its own

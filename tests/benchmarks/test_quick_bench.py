@@ -78,3 +78,21 @@ def test_hybrid_really_predicted(quick_report: tuple[dict, Path]) -> None:
     runs = [r for r in w["runs"] if r["method"] == "hybrid-continuation" and r["role"] == "eval"]
     assert runs and any(phase == "predict" for phase, _ in runs[0]["timeline"])
     assert sum(n for _, n in runs[0]["timeline"]) == runs[0]["steps"]
+
+
+def test_render_rewrites_the_same_report_from_its_json(quick_report: tuple[dict, Path],
+                                                       tmp_path: Path) -> None:
+    _, out = quick_report
+    (tmp_path / "report.json").write_text((out / "report.json").read_text())
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--render", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "report.md").read_text() == (out / "report.md").read_text()
+    assert (tmp_path / "speedups.png").read_bytes()[:4] == b"\x89PNG"
+    missing = subprocess.run([sys.executable, "-m", "benchmarks", "--render",
+                              str(tmp_path / "absent")], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "report.json" in missing.stderr

@@ -1,0 +1,35 @@
+"""The goals section judges the default configuration and says by how much a target is missed."""
+from __future__ import annotations
+
+from benchmarks.methods import DEFAULT_METHOD
+from benchmarks.report import goals_markdown
+
+
+def _m(speedup: float, gap: float = 0.0) -> dict:
+    return {"speedup_median": speedup, "final_gap_pct": gap}
+
+
+def test_goals_are_judged_on_the_default_not_the_best_hybrid() -> None:
+    workloads = {
+        "a": {"methods": {DEFAULT_METHOD: _m(1.3), "hybrid-other": _m(2.0),
+                          "lookahead": _m(1.1)}},
+        "b": {"methods": {DEFAULT_METHOD: _m(0.9, gap=0.8), "hybrid-other": _m(1.5),
+                          "lookahead": _m(1.0), "selective-backprop": _m(0.5)}},
+    }
+    md = goals_markdown(workloads)
+    assert "at least 2 workloads: **missed** (1 of the 2 run)" in md   # b's 1.5x does not count
+    assert "below 0.95x: **missed** on b (0.90x)" in md
+    assert "within 0.5% at equal wall time: **missed** on b (+0.80%)" in md
+    assert "peers: **missed** on b (0.90x against lookahead 1.00x)" in md
+    assert "| a | 1.30x | +0.00% | hybrid-other 2.00x | lookahead 1.10x |" in md
+
+
+def test_goals_met_when_the_default_clears_every_target() -> None:
+    workloads = {n: {"methods": {DEFAULT_METHOD: _m(1.5, gap=-1.0), "lookahead": _m(1.2),
+                                 "linear-extrapolation": _m(0.4)}} for n in ("a", "b")}
+    md = goals_markdown(workloads)
+    assert "**missed**" not in md and md.count(": met") == 4
+
+
+def test_no_goals_without_the_default_method() -> None:
+    assert goals_markdown({"a": {"methods": {"lookahead": _m(1.0)}}}) == ""
