@@ -123,9 +123,9 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
         if DEFAULT_METHOD not in hyb:
             continue
         best_m, best = max(hyb.items(), key=lambda kv: kv[1]["speedup_median"] or 0.0)
-        peers = {p: w["methods"][p]["speedup_median"] or 0.0 for p in PEERS
-                 if p in w["methods"]}
-        rows.append((n, hyb[DEFAULT_METHOD], best_m, best, peers))
+        peers = [(w["methods"][p]["speedup_median"] or 0.0, p) for p in PEERS
+                 if p in w["methods"]]
+        rows.append((n, hyb[DEFAULT_METHOD], best_m, best, max(peers) if peers else None))
     if not rows:
         return ""
 
@@ -136,8 +136,8 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
     slow = [f"{n} ({sp(d):.2f}x)" for n, d, _, _, _ in rows if sp(d) < 0.95]
     quality = [f"{n} ({_f(d['final_gap_pct'], '+.2f')}%)" for n, d, _, _, _ in rows
                if d["final_gap_pct"] is None or d["final_gap_pct"] > 0.5]
-    behind = [f"{n} ({sp(d):.2f}x against {max(p, key=p.get)} {max(p.values()):.2f}x)"
-              for n, d, _, _, p in rows if p and sp(d) <= max(p.values())]
+    behind = [f"{n} ({sp(d):.2f}x against {p[1]} {p[0]:.2f}x)"
+              for n, d, _, _, p in rows if p and sp(d) <= p[0]]
     out = ["## Goals, checked against these numbers", "",
            f"Judged on `{DEFAULT_METHOD}`, the library's default configuration; the best "
            "hybrid of each workload (chosen after the fact) and the best peer are shown for "
@@ -145,7 +145,7 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
            f"| workload | {DEFAULT_METHOD} (default) | final-loss gap | best hybrid | best peer |",
            "|---|---|---|---|---|"]
     for n, d, m, b, p in rows:
-        peer = (f"{max(p, key=p.get)} {max(p.values()):.2f}x" if p else "-")
+        peer = f"{p[1]} {p[0]:.2f}x" if p else "-"
         out.append(f"| {n} | {_f(d['speedup_median'])}x | {_f(d['final_gap_pct'], '+.2f')}% "
                    f"| {m} {_f(b['speedup_median'])}x | {peer} |")
     out += ["",

@@ -164,6 +164,22 @@ def test_jumps_that_keep_failing_are_switched_off_with_a_reason():
     assert not trainer._jump_pending
 
 
+def test_a_paused_reason_clears_when_jumps_try_again():
+    model, x, y = _problem(4)
+    trainer = _trainer(model, auto_off_reprobe=5, jump_alpha=0.01)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(1000.0)
+    paused_seen = False
+    while not paused_seen:                             # the window of 6 rejections
+        trainer.step(loss)
+        paused_seen = trainer.summary()["jumps"]["paused"] is not None
+    assert "trying again in 5 steps" in trainer.summary()["jumps"]["paused"]
+    for _ in range(6):                                 # past the re-probe
+        trainer.step(loss)
+    assert trainer.summary()["jumps"]["paused"] is None   # jumps run again: nothing paused
+
+
 def test_jump_state_survives_a_checkpoint(tmp_path):
     model, x, y = _problem(5)
     trainer = _trainer(model, lr=0.05)

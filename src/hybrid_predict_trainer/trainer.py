@@ -143,7 +143,7 @@ class HybridTrainer:
         self._residuals: list[float] = []
         self.jumps = SlowWeights(config.jump_every, config.jump_alpha) if config.jump_every else None
         self._jumps_off_until: int | None = None
-        self._jumps_off_reason: str | None = None   # the last pause, in plain words
+        self._jumps_off_reason: str | None = None   # why jumps are paused, while they are
         self._jump_pending = False                # weights sit on the slow weights, unchecked
         self.monitor = self._attach_monitor() if config.monitor else None
 
@@ -490,6 +490,7 @@ class HybridTrainer:
             if self.config.auto_off_reprobe == 0 or self.stats.steps < self._jumps_off_until:
                 return False
             self._jumps_off_until = None
+            self._jumps_off_reason = None   # summary()'s "paused" means paused now
             self.jumps.reset_window()
         return self.jumps.due()
 

@@ -2,25 +2,32 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from benchmarks import report
 
 
-def test_publish_keeps_sections_after_the_marker(tmp_path, monkeypatch):
+def _publish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> Path:
+    """Publish a run whose report.md is ``new`` over a RESULTS.md holding ``old``."""
     bench = tmp_path / "bench"
     bench.mkdir()
     monkeypatch.setattr(report, "BENCH_DIR", bench)
-    (bench / "RESULTS.md").write_text(
-        f"# old run\nstale table\n\n{report.KEEP_MARKER}\n## Fault injection\n65 / 65\n",
-        encoding="utf-8")
+    (bench / "RESULTS.md").write_text(old, encoding="utf-8")
     run = tmp_path / "run"
     run.mkdir()
     (run / "report.json").write_text(json.dumps({"workloads": {}}), encoding="utf-8")
-    (run / "report.md").write_text("# new run\n![x](plot.png)\n", encoding="utf-8")
+    (run / "report.md").write_text(new, encoding="utf-8")
     (run / "plot.png").write_bytes(b"png")
-
     report.publish(run)
+    return bench
 
+
+def test_publish_keeps_sections_after_the_marker(tmp_path, monkeypatch):
+    bench = _publish(tmp_path, monkeypatch,
+                     f"# old run\nstale table\n\n{report.KEEP_MARKER}\n## Fault injection\n"
+                     "65 / 65\n", "# new run\n![x](plot.png)\n")
     md = (bench / "RESULTS.md").read_text(encoding="utf-8")
     assert md.startswith("# new run") and "stale table" not in md
     assert "](results/plot.png)" in md                       # links point at the copies
@@ -31,13 +38,5 @@ def test_publish_keeps_sections_after_the_marker(tmp_path, monkeypatch):
 
 
 def test_publish_without_a_marker_writes_the_run_alone(tmp_path, monkeypatch):
-    bench = tmp_path / "bench"
-    bench.mkdir()
-    monkeypatch.setattr(report, "BENCH_DIR", bench)
-    (bench / "RESULTS.md").write_text("# old run\n", encoding="utf-8")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "report.json").write_text("{}", encoding="utf-8")
-    (run / "report.md").write_text("# new run\n", encoding="utf-8")
-    report.publish(run)
+    bench = _publish(tmp_path, monkeypatch, "# old run\n", "# new run\n")
     assert (bench / "RESULTS.md").read_text(encoding="utf-8") == "# new run\n"

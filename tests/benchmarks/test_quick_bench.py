@@ -19,14 +19,19 @@ METHOD_KEYS = {"lr", "speedup_median", "speedup_min", "speedup_max", "speedup_vs
                "rollbacks", "overhead_pct", "peak_rss_mb", "predicted_steps"}
 
 
-@pytest.fixture(scope="module")
-def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("bench")
+def _bench(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    """``python -m benchmarks ARGS`` from the repository root, on this checkout's code."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = _bench("--quick", "--out", str(out), timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "report.json").read_text()), out
 
@@ -84,15 +89,9 @@ def test_render_rewrites_the_same_report_from_its_json(quick_report: tuple[dict,
                                                        tmp_path: Path) -> None:
     _, out = quick_report
     (tmp_path / "report.json").write_text((out / "report.json").read_text())
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--render", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = _bench("--render", str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "report.md").read_text() == (out / "report.md").read_text()
     assert (tmp_path / "speedups.png").read_bytes()[:4] == b"\x89PNG"
-    missing = subprocess.run([sys.executable, "-m", "benchmarks", "--render",
-                              str(tmp_path / "absent")], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    missing = _bench("--render", str(tmp_path / "absent"), timeout=120)
     assert missing.returncode == 2 and "report.json" in missing.stderr
