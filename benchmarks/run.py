@@ -108,6 +108,21 @@ def _render(folder: Path, publish: bool) -> int:
     return 0
 
 
+def reproducible_command(argv: list[str]) -> str:
+    """The command line as the report shows it: without ``--out``, because where the report
+    is written does not change the results, and a local folder means nothing to a reader."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return " ".join(["python -m benchmarks", *kept])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected workloads x methods x seeds and write the report."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -149,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                       warmup_steps=40, tune=not args.no_tune)
     out = args.out or BENCH_DIR / "results" / time.strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
-    command = "python -m benchmarks " + " ".join(argv)
+    command = reproducible_command(argv)
     result: dict[str, Any] = {"command": command.strip(), "machine": machine_info(threads),
                               "lr_grid": list(LR_GRID), "workloads": {}}
     for name in names:

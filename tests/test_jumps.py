@@ -276,3 +276,47 @@ def test_old_jump_state_without_paired_counts_loads():
     other = SlowWeights(every=2, alpha=0.5)
     other.load_state_dict(state)
     assert other.summary()["mean_drop"] == pytest.approx(0.2)
+
+
+def _held_copies(trainer: HybridTrainer) -> int:
+    """Parameter-sized buffers the trainer and its slow weights really hold (the last
+    forecast is the predictor's own buffer, counted by the predictor)."""
+    n = trainer.flat.numel
+    bufs = [v for k, v in vars(trainer).items()
+            if torch.is_tensor(v) and v.numel() == n and k != "_last_delta"]
+    if trainer.jumps is not None and trainer.jumps.slow is not None:
+        bufs.append(trainer.jumps.slow)
+    return len({b.data_ptr() for b in bufs})
+
+
+def test_the_default_holds_three_parameter_copies_and_says_so(tmp_path):
+    """With segments off, only the restore point, the jump's undo copy and the slow weights
+    are held; the three update buffers that segments need are never allocated."""
+    model, x, y = _problem(10)
+    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=0.05),
+                            HybridConfig(monitor=False, warmup_steps=5))
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    for _ in range(12):
+        trainer.step(loss)
+    assert trainer.memory_copies() == 3.0 == _held_copies(trainer)
+    # a checkpoint of the default carries no update buffers, and resumes exactly
+    path = trainer.save(tmp_path / "ckpt.pt")
+    model2, _, _ = _problem(11)
+    other = HybridTrainer(model2, torch.optim.AdamW(model2.parameters(), lr=0.05),
+                          HybridConfig(monitor=False, warmup_steps=5))
+    other.load(path)
+    for _ in range(6):
+        trainer.step(loss)
+        other.step(lambda: F.mse_loss(model2(x), y))
+    assert torch.equal(trainer.flat.flatten(), other.flat.flatten())
+    assert other.memory_copies() == 3.0 == _held_copies(other)
+
+
+def test_segments_allocate_their_update_buffers_and_count_them():
+    model, x, y = _problem(12)
+    trainer = _trainer(model, lr=0.05, segments=True, confidence_threshold=0.0)
+    for _ in range(20):
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    held = _held_copies(trainer)
+    assert held >= 6    # before/after/update, snapshot, scratch, slow weights (+ anchor)
+    assert trainer.memory_copies() == held + trainer.predictor.memory_copies()

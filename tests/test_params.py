@@ -50,3 +50,13 @@ def test_grad_norm_and_finiteness():
 def test_no_parameters_is_a_config_error():
     with pytest.raises(ConfigError, match="no trainable parameters"):
         FlatParams([])
+
+
+def test_grad_norm_of_half_gradients_does_not_overflow():
+    # a norm taken in float16 overflows past 65504; the trainer's NaN/divergence checks would
+    # then see an exploding gradient that is not there
+    ps = [torch.nn.Parameter(torch.zeros(1000, dtype=torch.float16))]
+    ps[0].grad = torch.full((1000,), 3000.0, dtype=torch.float16)
+    norm = FlatParams(ps).grad_norm()
+    assert torch.isfinite(norm)
+    assert float(norm) == pytest.approx(3000.0 * 1000 ** 0.5, rel=1e-3)

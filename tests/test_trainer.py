@@ -368,3 +368,28 @@ def test_averaging_predictor_moves_the_weights_onto_the_average(mnist_small):
                 assert torch.equal(after, before)
     assert jumps >= 3 and accepted >= 1
     assert trainer.summary()["backward_passes"] < trainer.summary()["steps"]
+
+
+def test_gradients_left_on_the_parameters_never_reach_the_step():
+    """The trainer zeroes gradients before its own backward only when something set them;
+    stale gradients must still be cleared, and a closure running backward still refused."""
+    x, y = torch.randn(8, 784), torch.randint(0, 10, (8,))
+    results = []
+    for stale in (False, True):
+        model = make_mlp(0)
+        trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                                HybridConfig(monitor=False))
+        if stale:
+            for p in model.parameters():
+                p.grad = torch.full_like(p, 1e3)
+        trainer.step(lambda: F.cross_entropy(model(x), y))
+        results.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+        assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(results[0], results[1])
+
+    def runs_backward_itself():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    with pytest.raises(LossError, match="ran backward"):
+        trainer.step(runs_backward_itself)

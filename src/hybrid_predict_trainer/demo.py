@@ -35,6 +35,7 @@ class DemoSettings:
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 1
+    jump_check: str = "paired"   # "guard" shows why paired is the default (see docs/design.md)
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -77,9 +78,10 @@ def _schedule(opt: torch.optim.Optimizer, total: int) -> Callable[[int], None]:
     return set_lr
 
 
-def demo_config() -> HybridConfig:
-    """The hybrid settings the demo uses (the library defaults, monitor on)."""
-    return HybridConfig()
+def demo_config(jump_check: str = "paired") -> HybridConfig:
+    """The hybrid settings the demo uses: the library defaults, monitor on; ``jump_check``
+    may be switched to compare the two jump checks on the same run."""
+    return HybridConfig(jump_check=jump_check)
 
 
 TARGET_SLACK = 1.005   # the same 0.5% margin as the benchmark's targets
@@ -113,7 +115,7 @@ def run_demo(settings: DemoSettings | None = None,
     opt_b = torch.optim.AdamW(m_base.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     opt_h = torch.optim.AdamW(m_hyb.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched_b, sched_h = _schedule(opt_b, steps_total), _schedule(opt_h, steps_total)
-    trainer = HybridTrainer(m_hyb, opt_h, demo_config())
+    trainer = HybridTrainer(m_hyb, opt_h, demo_config(s.jump_check))
 
     def plain_step(xb: torch.Tensor, yb: torch.Tensor) -> None:
         loss = F.cross_entropy(m_base(xb), yb)

@@ -106,11 +106,12 @@ class FlatParams:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        if self._fused and all(g.dtype == grads[0].dtype for g in grads):
-            norms = torch._foreach_norm(grads)
-        else:
-            norms = [g.norm() for g in grads]
-        return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+        if self._fused and all(g.dtype == torch.float32 for g in grads):
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        # mixed or other precisions: each norm in at least float32 (a half norm overflows early)
+        return torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
+             for g in grads]).double())
 
     @torch.no_grad()
     def all_finite(self) -> bool:

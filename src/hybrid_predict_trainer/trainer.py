@@ -19,6 +19,7 @@ segment snapshot is exact (no optimizer step happened since the snapshot was tak
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -111,11 +112,13 @@ class HybridTrainer:
         self.phase = Phase.WARMUP
         self._phase_steps = 0
         self._fatal: str | None = None
-        self._prev = self.flat.new_buffer()      # parameters before the last real step
-        self._cur = self.flat.new_buffer()       # parameters after it (next step's "before")
+        # Only predicted segments read the real updates, so these three parameter copies are
+        # allocated by the first step that records one (never with segments=False).
+        self._prev: torch.Tensor | None = None   # parameters before the last real step
+        self._cur: torch.Tensor | None = None    # parameters after it (next step's "before")
         self._cur_valid = False                  # False once anything else moved the weights
         self._cur_versions: list[int] = []
-        self._update = self.flat.new_buffer()    # the last real update
+        self._update: torch.Tensor | None = None  # the last real update
         self._has_update = False
         self._snapshot: torch.Tensor | None = None
         self._anchor: torch.Tensor | None = None
@@ -218,7 +221,7 @@ class HybridTrainer:
             self._t_real += a * (elapsed - self._t_real)
         if phase is Phase.PREDICT:
             self._seg["cost_s"] = self._seg.get("cost_s", 0.0) + elapsed
-        res = StepResult(**{**res.__dict__, "wall_s": elapsed})
+        res = dataclasses.replace(res, wall_s=elapsed)
         for hook in self.hooks:
             hook(res)
         return res
@@ -298,9 +301,13 @@ class HybridTrainer:
 
     def memory_copies(self) -> float:
         """Parameter-sized buffers held by the trainer and its predictor."""
-        own = 2 + sum(b is not None for b in (self._snapshot, self._anchor, self._scratch))
+        own = sum(b is not None for b in (self._prev, self._cur, self._update, self._snapshot,
+                                          self._anchor, self._scratch))
         slow = self.jumps.memory_copies() if self.jumps is not None else 0.0
-        return own + slow + float(self.predictor.memory_copies())
+        # a predictor fills its buffers from the real updates it observes, and only steps
+        # that hold the update buffers record one (never with segments off)
+        pred = float(self.predictor.memory_copies()) if self._update is not None else 0.0
+        return own + slow + pred
 
     def close(self) -> None:
         """Flush logs and detach the monitor's hooks."""
@@ -319,7 +326,9 @@ class HybridTrainer:
     # ------------------------------------------------------------------ closure handling
     def _call(self, closure: Closure, grad: bool) -> tuple[torch.Tensor, dict[str, Any]]:
         t = time.perf_counter()
-        if grad:
+        # the trainer leaves gradients unset after every step, so this is only a check; the
+        # optimizer's zero_grad (with its profiler scope) runs only when something set them
+        if grad and any(p.grad is not None for p in self.flat.params):
             self.optimizer.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(grad):
             out = closure()
@@ -368,6 +377,8 @@ class HybridTrainer:
             probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
             self._real_since_probe = 0
         lean = self._lean()
+        if not lean and self._prev is None:
+            self._prev, self._cur, self._update = (self.flat.new_buffer() for _ in range(3))
         if lean:
             pass
         elif self._cur_valid and self._versions() == self._cur_versions:
@@ -400,7 +411,8 @@ class HybridTrainer:
             if verdict is not None:
                 self._rollback_to_snapshot()
                 rolled_back = True
-                self.flat.read_into(self._prev)
+                if not lean:
+                    self.flat.read_into(self._prev)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self.collective.mean([loss_t.item()])[0]
         early: Transition | None = None
@@ -418,7 +430,8 @@ class HybridTrainer:
                 early = self._move(Phase.FULL, f"rolled back to the last snapshot: {blowup}",
                                    {"observed": blowup.observed, "expected": blowup.expected},
                                    force=True)
-                self.flat.read_into(self._prev)
+                if not lean:
+                    self.flat.read_into(self._prev)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self.collective.mean([loss_t.item()])[0]
         if probe_before is not None and not rolled_back:
@@ -670,7 +683,7 @@ class HybridTrainer:
         ctx = self._context(report)
         arm = self.bandit.select(ctx) if cfg.bandit else len(self.bandit.arms) - 1
         horizon = self.bandit.arms[arm] if cfg.bandit else cfg.max_horizon
-        self._ensure_buffers()
+        self._ensure_buffers(anchor=True)
         self.flat.read_into(self._snapshot)
         self._anchor.copy_(self._snapshot)  # type: ignore[union-attr]
         self.predictor.begin_segment(horizon)
@@ -809,11 +822,12 @@ class HybridTrainer:
         return Signal(sig.name, sig.level, sig.observed, sig.expected,
                       f"{where}; rolled back to the last verified weights")
 
-    def _ensure_buffers(self) -> None:
+    def _ensure_buffers(self, anchor: bool = False) -> None:
+        """The restore point (from the end of warm-up on) and, for segments, their anchor."""
         if self._snapshot is None:
             self._snapshot = self.flat.new_buffer()
             self.flat.read_into(self._snapshot)
-        if self._anchor is None:
+        if anchor and self._anchor is None:
             self._anchor = self.flat.new_buffer()
 
     def _apply(self, delta: torch.Tensor, scale: float) -> None:
@@ -1022,9 +1036,11 @@ class HybridTrainer:
             "bandit": self.bandit.state_dict(),
             "trainer": {
                 "phase": self.phase.value, "phase_steps": self._phase_steps,
+                "numel": self.flat.numel,
                 "stats": self.stats.state_dict(), "tracker": self.tracker.state_dict(),
                 "gate": self.gate.state_dict(), "divergence": self.divergence.state_dict(),
-                "prev": self._prev.clone(), "update": self._update.clone(),
+                "prev": None if self._prev is None else self._prev.clone(),
+                "update": None if self._update is None else self._update.clone(),
                 "has_update": self._has_update,
                 "snapshot": None if self._snapshot is None else self._snapshot.clone(),
                 "anchor": None if self._anchor is None else self._anchor.clone(),
@@ -1085,9 +1101,11 @@ class HybridTrainer:
             raise CheckpointError(f"checkpoint: written for another model ({detail}); build the "
                                   "same architecture before loading")
         tr = state["trainer"]
-        if tr["prev"].numel() != self.flat.numel:
+        # "numel" since the update buffers became optional; older files always hold "prev"
+        covered = int(tr["numel"] if "numel" in tr else tr["prev"].numel())
+        if covered != self.flat.numel:
             raise CheckpointError("checkpoint: trainer state covers "
-                                  f"{tr['prev'].numel()} parameters, this optimizer "
+                                  f"{covered} parameters, this optimizer "
                                   f"{self.flat.numel}; build the optimizer the same way")
         self._cur_valid = False
         self.model.load_state_dict(theirs)
@@ -1100,8 +1118,13 @@ class HybridTrainer:
         self.tracker.load_state_dict(tr["tracker"])
         self.gate.load_state_dict(tr["gate"])
         self.divergence.load_state_dict(tr["divergence"])
-        self._prev.copy_(tr["prev"])
-        self._update.copy_(tr["update"])
+        if tr["prev"] is None:   # written with segments off: no real update was recorded
+            self._prev = self._cur = self._update = None
+        else:
+            if self._prev is None:
+                self._prev, self._cur, self._update = (self.flat.new_buffer() for _ in range(3))
+            self._prev.copy_(tr["prev"])
+            self._update.copy_(tr["update"])  # type: ignore[union-attr]
         self._has_update = bool(tr["has_update"])
         for name in ("snapshot", "anchor"):
             src = tr[name]

@@ -107,3 +107,10 @@ def test_the_default_method_runs_the_library_defaults() -> None:
     defaults = HybridConfig().model_dump()
     differ = {k for k in defaults if used[k] != defaults[k]}
     assert differ <= {"monitor", "seed"}, differ   # the monitor is benchmarked on its own
+
+
+def test_every_method_gets_its_own_colour_in_the_plots():
+    from benchmarks.methods import METHODS
+    from benchmarks.plots import _colors
+    colours = _colors(list(METHODS))
+    assert len(set(colours.values())) == len(METHODS)

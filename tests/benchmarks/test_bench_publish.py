@@ -40,3 +40,14 @@ def test_publish_keeps_sections_after_the_marker(tmp_path, monkeypatch):
 def test_publish_without_a_marker_writes_the_run_alone(tmp_path, monkeypatch):
     bench = _publish(tmp_path, monkeypatch, "# old run\n", "# new run\n")
     assert (bench / "RESULTS.md").read_text(encoding="utf-8") == "# new run\n"
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["--publish", "--out", "/somewhere/run1"], "python -m benchmarks --publish"),
+    (["--out=/somewhere/run1", "--workloads", "mnist-mlp"],
+     "python -m benchmarks --workloads mnist-mlp"),
+    ([], "python -m benchmarks"),
+])
+def test_the_report_names_the_command_without_the_output_folder(argv, shown):
+    from benchmarks.run import reproducible_command
+    assert reproducible_command(argv) == shown

@@ -49,3 +49,16 @@ def test_hpt_demo_prints_the_table_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert set(data) >= {"baseline", "hybrid", "speedup_wall", "speedup_to_target",
                          "quality_ratio", "target_val_loss"}
+
+
+def test_the_demo_can_run_the_guard_check_and_records_it(tmp_path):
+    out = tmp_path / "demo.json"
+    res = CliRunner().invoke(app, ["demo", "--epochs", "2", "--quiet", "--jump-check", "guard",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["settings"]["jump_check"] == "guard"
+    # a guard check runs no forward of its own and keeps every jump that is no blow-up
+    assert r["hybrid"]["jumps"]["accepted"] >= 10 and r["hybrid"]["jumps"]["rejected"] == 0
+    bad = CliRunner().invoke(app, ["demo", "--jump-check", "sometimes"])
+    assert bad.exit_code != 0 and "paired" in bad.output and "guard" in bad.output

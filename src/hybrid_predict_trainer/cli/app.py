@@ -7,6 +7,7 @@ tables and progress bars that degrade to plain text when output is not a termina
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="hybrid-predict-trainer: predicted training steps, verified and "
                        "really applied; and a health monitor that refuses silent failure.")
 console = Console()
+
+
+class JumpCheck(str, Enum):
+    """The two jump checks of ``HybridConfig.jump_check`` (an Enum so typer lists them)."""
+
+    paired = "paired"
+    guard = "guard"
 
 
 @app.callback()
@@ -33,6 +41,9 @@ def demo(
     seed: int = typer.Option(0, help="Seed for the initial weights, split and batch order."),
     threads: int = typer.Option(1, min=1, max=64, help="torch threads (fixed for fair timing)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
+    jump_check: JumpCheck = typer.Option(JumpCheck.paired, "--jump-check",
+                                         help="How the hybrid checks its jumps: 'paired' (the "
+                                         "default) or 'guard' (compare the two)."),
 ) -> None:
     """Train an MLP on real MNIST digits with plain AdamW and with the hybrid trainer, in one
     process, and print the comparison."""
@@ -43,7 +54,8 @@ def demo(
         if not quiet:
             console.print(f"[dim]{msg}[/dim]")
     try:
-        result = run_demo(DemoSettings(epochs=epochs, seed=seed, threads=threads), progress=say)
+        result = run_demo(DemoSettings(epochs=epochs, seed=seed, threads=threads,
+                                       jump_check=jump_check.value), progress=say)
     except DataUnavailable as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
