@@ -377,8 +377,8 @@ class HybridTrainer:
             probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
             self._real_since_probe = 0
         lean = self._lean()
-        if not lean and self._prev is None:
-            self._prev, self._cur, self._update = (self.flat.new_buffer() for _ in range(3))
+        if not lean:
+            self._ensure_update_buffers()
         if lean:
             pass
         elif self._cur_valid and self._versions() == self._cur_versions:
@@ -822,6 +822,11 @@ class HybridTrainer:
         return Signal(sig.name, sig.level, sig.observed, sig.expected,
                       f"{where}; rolled back to the last verified weights")
 
+    def _ensure_update_buffers(self) -> None:
+        """Before/after copies and the real update: what predictors observe (segments only)."""
+        if self._prev is None:
+            self._prev, self._cur, self._update = (self.flat.new_buffer() for _ in range(3))
+
     def _ensure_buffers(self, anchor: bool = False) -> None:
         """The restore point (from the end of warm-up on) and, for segments, their anchor."""
         if self._snapshot is None:
@@ -1121,9 +1126,8 @@ class HybridTrainer:
         if tr["prev"] is None:   # written with segments off: no real update was recorded
             self._prev = self._cur = self._update = None
         else:
-            if self._prev is None:
-                self._prev, self._cur, self._update = (self.flat.new_buffer() for _ in range(3))
-            self._prev.copy_(tr["prev"])
+            self._ensure_update_buffers()
+            self._prev.copy_(tr["prev"])  # type: ignore[union-attr]
             self._update.copy_(tr["update"])  # type: ignore[union-attr]
         self._has_update = bool(tr["has_update"])
         for name in ("snapshot", "anchor"):
