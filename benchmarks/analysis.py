@@ -113,3 +113,28 @@ def spread(values: Sequence[float | None]) -> dict[str, float | None]:
 def median_or_none(values: Sequence[Any]) -> Any:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
+
+
+def head_to_head(ours: Sequence[dict[str, Any]],
+                 theirs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Seed-by-seed comparison of two methods that trained side by side on the same seeds.
+
+    Why: a median speed-up per method hides whether one method beats the other on the same
+    batches and the same machine state; the seeds one wins, and the median of the per-seed
+    ratios (their time to target / ours), say it directly. A seed where only one reached the
+    target counts as that one's win (ratio inf or 0); a seed where neither did is left out.
+    Rows are the report's ``per_seed`` entries (``seed``, ``time_to_target_s``).
+    """
+    times = {r["seed"]: r.get("time_to_target_s") for r in theirs}
+    ratios: list[float] = []
+    for row in ours:
+        if row["seed"] not in times:
+            continue
+        a, b = row.get("time_to_target_s"), times[row["seed"]]
+        if a is None and b is None:
+            continue
+        ratios.append(math.inf if b is None else 0.0 if a is None else b / a)
+    if not ratios:
+        return None
+    return {"seeds": len(ratios), "wins": sum(r > 1.0 for r in ratios),
+            "median_ratio": statistics.median(ratios)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .analysis import head_to_head
 from .methods import DEFAULT_METHOD
 from .summary import statistics_note
 
@@ -156,7 +157,37 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
             f"{'met' if not quality else '**missed** on ' + ', '.join(quality)}",
             f"- default ahead of the three peers: "
             f"{'met' if not behind else '**missed** on ' + '; '.join(behind)}", ""]
-    return "\n".join(out)
+    return "\n".join(out + head_to_head_markdown(done))
+
+
+def _duel(h: dict[str, Any] | None) -> str:
+    if h is None:
+        return "-"
+    r = h["median_ratio"]
+    ratio = "the peer missed the target on most" if math.isinf(r) else f"{r:.2f}x"
+    return f"{h['wins']}/{h['seeds']} seeds, {ratio}"
+
+
+def head_to_head_markdown(workloads: dict[str, Any]) -> list[str]:
+    """The default against each peer seed by seed (both trained side by side on each seed)."""
+    rows = []
+    for n, w in workloads.items():
+        ms = w["methods"]
+        if DEFAULT_METHOD not in ms or "per_seed" not in ms[DEFAULT_METHOD]:
+            continue
+        ours = ms[DEFAULT_METHOD]["per_seed"]
+        cells = [_duel(head_to_head(ours, ms[p]["per_seed"])) if p in ms else "-"
+                 for p in PEERS]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["Head to head, seed by seed: the seeds on which the default reached the target "
+            "sooner than the peer, and the median over seeds of the peer's time to target "
+            "divided by the default's (above 1x: the default was faster). The medians above "
+            "compare each method with the baseline; this compares the two methods on the same "
+            "batches and the same minutes of the machine.", "",
+            "| workload | " + " | ".join(f"vs {p}" for p in PEERS) + " |",
+            "|---|" + "---|" * len(PEERS), *rows, ""]
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -33,3 +33,25 @@ def test_goals_met_when_the_default_clears_every_target() -> None:
 
 def test_no_goals_without_the_default_method() -> None:
     assert goals_markdown({"a": {"methods": {"lookahead": _m(1.0)}}}) == ""
+
+
+def _seeds(*times: float | None) -> list[dict]:
+    return [{"seed": i, "time_to_target_s": t} for i, t in enumerate(times)]
+
+
+def test_head_to_head_counts_seed_wins_and_the_median_ratio() -> None:
+    from benchmarks.analysis import head_to_head
+
+    h = head_to_head(_seeds(1.0, 2.0, 1.0, None, None), _seeds(1.5, 1.0, None, 1.0, None))
+    # seed 0: 1.5x (win); seed 1: 0.5x; seed 2: only ours reached (inf, win);
+    # seed 3: only theirs (0, loss); seed 4: neither (left out)
+    assert h == {"seeds": 4, "wins": 2, "median_ratio": (0.5 + 1.5) / 2}
+    assert head_to_head(_seeds(None), _seeds(None)) is None
+    assert head_to_head(_seeds(1.0), []) is None     # no common seed
+
+
+def test_goals_show_the_default_against_each_peer_seed_by_seed() -> None:
+    ours = {**_m(1.3), "per_seed": _seeds(1.0, 1.0, 1.0)}
+    look = {**_m(1.1), "per_seed": _seeds(2.0, 0.5, 1.5)}
+    md = goals_markdown({"a": {"methods": {DEFAULT_METHOD: ours, "lookahead": look}}})
+    assert "| a | 2/3 seeds, 1.50x | - | - |" in md
