@@ -176,7 +176,7 @@ def head_to_head_markdown(workloads: dict[str, Any]) -> list[str]:
         if DEFAULT_METHOD not in ms or "per_seed" not in ms[DEFAULT_METHOD]:
             continue
         ours = ms[DEFAULT_METHOD]["per_seed"]
-        cells = [_duel(head_to_head(ours, ms[p]["per_seed"])) if p in ms else "-"
+        cells = [_duel(head_to_head(ours, ms[p].get("per_seed", []))) if p in ms else "-"
                  for p in PEERS]
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
     if not rows:
