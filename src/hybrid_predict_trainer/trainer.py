@@ -379,14 +379,12 @@ class HybridTrainer:
         lean = self._lean()
         if not lean:
             self._ensure_update_buffers()
-        if lean:
-            pass
-        elif self._cur_valid and self._versions() == self._cur_versions:
-            # the weights are exactly where the last real step left them (no in-place change
-            # since, by us or by user code: autograd's version counters would have moved)
-            self._prev, self._cur = self._cur, self._prev
-        else:
-            self.flat.read_into(self._prev)
+            if self._cur_valid and self._versions() == self._cur_versions:
+                # the weights are exactly where the last real step left them (no in-place
+                # change since, by us or by user code: autograd's version counters would move)
+                self._prev, self._cur = self._cur, self._prev
+            else:
+                self.flat.read_into(self._prev)
         self._cur_valid = False
         try:
             loss_t, comps = self._call(closure, grad=True)
