@@ -218,8 +218,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer, predictor 'averaging', one-step segments (the jump onto the "
            "average)", hybrid=True),
     Method("hybrid-jumps", _hybrid("continuation", segments=False),
-           "HybridTrainer with predicted segments off: only the checked jumps onto the slow "
-           "weights", hybrid=True),
+           "HybridTrainer's defaults: predicted segments off, only the checked jumps onto "
+           "the slow weights (paired checks, thinned to every other jump once two in a row "
+           "accepted)", hybrid=True),
+    Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
+           "HybridTrainer with predicted segments off and a paired check on every jump "
+           "(jump_trust=0; the default thins them once they keep accepting)", hybrid=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),

@@ -54,6 +54,47 @@ def test_slow_weights_off_switch_and_state_round_trip():
     assert not sw.record(False, 0.0)
 
 
+def _check_pattern(sw: SlowWeights, trust: int, outcomes: list[bool]) -> str:
+    """Which check each jump gets ('P' paired, 'G' guard) when they end as ``outcomes``."""
+    kinds = ""
+    for ok in outcomes:
+        paired = sw.paired_due(trust)
+        kinds += "P" if paired else "G"
+        sw.record(ok, 0.01 if paired and ok else None)
+    return kinds
+
+
+def test_trusted_jumps_thin_the_paired_checks_and_a_rejection_restores_them():
+    sw = SlowWeights(every=5, alpha=0.5, window=100)
+    # three kept paired checks earn trust: then one paired check in every three jumps
+    assert _check_pattern(sw, 3, [True] * 9) == "PPPGGPGGP"
+    # a guard that catches a blow-up: every jump paired again until trust is re-earned
+    assert _check_pattern(sw, 3, [False, True, True, True, True]) == "GPPPG"
+    # a rejected paired check does the same
+    sw2 = SlowWeights(every=5, alpha=0.5, window=100)
+    assert _check_pattern(sw2, 2, [True, True, True, False, True, True, True]) == "PPGPPPG"
+    assert _check_pattern(SlowWeights(every=5, alpha=0.5), 0, [True] * 5) == "PPPPP"
+    copy = SlowWeights(every=5, alpha=0.5, window=100)
+    copy.load_state_dict(sw.state_dict())
+    assert (copy.streak, copy.unpaired) == (sw.streak, sw.unpaired) == (3, 1)
+    sw.reset_window()                                 # jumps paused and retried: earn it again
+    assert _check_pattern(sw, 2, [True] * 3) == "PPG"
+
+
+def test_trusted_jumps_skip_the_forward_of_the_guarded_checks():
+    counts = {}
+    for trust in (0, 2):
+        model, x, y = _problem(7)
+        trainer = _trainer(model, jump_trust=trust)   # lr 0: every jump is a no-op, kept
+        loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
+        results = [trainer.step(loss) for _ in range(13)]   # jumps end steps 2, 4, ..., 12
+        assert [r.jumped for r in results if r.jumped is not None] == [True] * 6
+        counts[trust] = trainer.stats.forward_checks
+        assert trainer.summary()["jumps"]["accepted"] == 6
+    assert counts[0] == 6
+    assert counts[2] == 4                             # P P G P G P
+
+
 @pytest.mark.parametrize("kwargs", [dict(every=0, alpha=0.5), dict(every=5, alpha=0.0),
                                     dict(every=5, alpha=0.5, window=3, min_accept=4)])
 def test_slow_weights_refuse_bad_arguments(kwargs):

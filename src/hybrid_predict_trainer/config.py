@@ -158,6 +158,12 @@ class HybridConfig(BaseModel):
         "later, which a paired check of one batch cannot see; but where jumps really slow "
         "training the guard keeps them too, which the paired check's auto-off prevents "
         "(benchmarks/RESULTS.md, docs/design.md).")
+    jump_trust: int = Field(
+        2, ge=0, le=100, description="With jump_check='paired': once this many paired checks "
+        "in a row kept their jump, only every `jump_trust`-th jump runs a paired check and the "
+        "ones between are guard-checked (no extra forward); a paired check that rejects its "
+        "jump, or a guard that catches a blow-up, returns to checking every jump. Where jumps "
+        "keep paying, this saves most checks' forwards and weight swaps. 0: every jump paired.")
     jump_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
         "jumped weights is at most (1 + tolerance) x its loss without the jump.")

@@ -8,6 +8,7 @@ optimizer's state, DDP's hooks and the user's references stay valid.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -101,13 +102,19 @@ class FlatParams:
         return out
 
     @torch.no_grad()
-    def grad_norm(self) -> torch.Tensor:
-        """Global L2 norm of the gradients as a 0-d tensor (no host sync)."""
+    def grad_norm(self) -> torch.Tensor | float:
+        """Global L2 norm of the gradients: a float on CPU, a 0-d tensor elsewhere (one host
+        sync when the caller reads it, not one per parameter)."""
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
         if self._fused and all(g.dtype == torch.float32 for g in grads):
-            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            norms = torch._foreach_norm(grads)
+            if self.device.type == "cpu":
+                # per-tensor reads are free on CPU; stacking and a second norm are not (they
+                # were half of this check's cost on a small model)
+                return math.sqrt(math.fsum(float(n) ** 2 for n in norms))
+            return torch.linalg.vector_norm(torch.stack(norms))
         # mixed or other precisions: each norm in at least float32 (a half norm overflows early)
         return torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))

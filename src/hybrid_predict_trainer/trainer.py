@@ -19,7 +19,6 @@ segment snapshot is exact (no optimizer step happened since the snapshot was tak
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import random
 import time
@@ -221,7 +220,7 @@ class HybridTrainer:
             self._t_real += a * (elapsed - self._t_real)
         if phase is Phase.PREDICT:
             self._seg["cost_s"] = self._seg.get("cost_s", 0.0) + elapsed
-        res = dataclasses.replace(res, wall_s=elapsed)
+        object.__setattr__(res, "wall_s", elapsed)   # frozen for the user; stamped once here
         for hook in self.hooks:
             hook(res)
         return res
@@ -523,13 +522,14 @@ class HybridTrainer:
         """This batch's loss at the weights the jump left (one no-grad forward). The step's
         graded forward at the jumped weights is the other half of the pair: same batch, same
         RNG state (dropout masks), so the two losses differ only by the jump.
-        Returns (loss before the jump, RNG state); under ``jump_check="guard"`` no forward
-        runs and the loss is None (the jump is judged against the loss EMA instead)."""
+        Returns (loss before the jump, RNG state); under ``jump_check="guard"``, and for the
+        jumps that ``jump_trust`` leaves to the guard, no forward runs and the loss is None
+        (the jump is judged against the loss EMA instead)."""
         assert self.jumps is not None and self.jumps.slow is not None
         assert self._scratch is not None
         rng = self._rng_get()
         before = None
-        if self.config.jump_check == "paired":
+        if self.config.jump_check == "paired" and self.jumps.paired_due(self.config.jump_trust):
             # the jumped weights are the slow weights (unchanged until the next jump)
             before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
         self._jump_pending = False   # only now: a closure that raised leaves it to the next step

@@ -49,6 +49,8 @@ class SlowWeights:
         self.paired = 0                     # accepted jumps whose drop was measured (paired)
         self.outcomes: deque[bool] = deque(maxlen=window)
         self.min_accept = min_accept
+        self.streak = 0                     # paired checks in a row that kept their jump
+        self.unpaired = 0                   # guard-checked jumps since the last paired one
 
     def start(self, weights: torch.Tensor) -> None:
         """Slow weights begin at the weights training starts from (Lookahead's choice).
@@ -65,13 +67,26 @@ class SlowWeights:
     def propose(self, weights: torch.Tensor) -> torch.Tensor:
         """Move the slow weights towards ``weights`` and return them: the point to jump to."""
         assert self.slow is not None, "start() before propose()"
-        self.slow.add_(weights - self.slow, alpha=self.alpha)
+        self.slow.lerp_(weights, self.alpha)   # slow + alpha * (weights - slow), one pass
         self.since = 0
         return self.slow
+
+    def paired_due(self, trust: int) -> bool:
+        """Whether the next jump needs a paired check: always while fewer than ``trust``
+        paired checks in a row kept their jump (``trust`` 0: always), then every
+        ``trust``-th jump, so a run where jumps stop paying is noticed within ``trust`` jumps."""
+        return trust == 0 or self.streak < trust or self.unpaired >= trust - 1
 
     def record(self, accepted: bool, drop: float | None) -> bool:
         """Note a checked jump (``drop`` None: no paired measurement, e.g. a guard check);
         returns True when the window says jumps do not pay."""
+        if not accepted:
+            self.streak = self.unpaired = 0
+        elif drop is None:
+            self.unpaired += 1
+        else:
+            self.streak += 1
+            self.unpaired = 0
         self.outcomes.append(accepted)
         if accepted:
             self.accepted += 1
@@ -85,6 +100,7 @@ class SlowWeights:
 
     def reset_window(self) -> None:
         self.outcomes.clear()
+        self.streak = self.unpaired = 0
 
     def memory_copies(self) -> float:
         return 0.0 if self.slow is None else 1.0
@@ -99,7 +115,8 @@ class SlowWeights:
     def state_dict(self) -> dict[str, Any]:
         return {"slow": None if self.slow is None else self.slow.clone(), "since": self.since,
                 "accepted": self.accepted, "rejected": self.rejected, "drops": self.drops,
-                "paired": self.paired, "outcomes": list(self.outcomes)}
+                "paired": self.paired, "outcomes": list(self.outcomes),
+                "streak": self.streak, "unpaired": self.unpaired}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         slow = state["slow"]
@@ -110,3 +127,5 @@ class SlowWeights:
         # absent in checkpoints written before guard checks: every accepted jump was paired
         self.paired = int(state.get("paired", self.accepted))
         self.outcomes = deque((bool(x) for x in state["outcomes"]), maxlen=self.outcomes.maxlen)
+        # absent in checkpoints written before thinned checks: start checking every jump
+        self.streak, self.unpaired = int(state.get("streak", 0)), int(state.get("unpaired", 0))
