@@ -148,6 +148,73 @@ def test_a_rejected_jump_is_undone_bit_exactly_and_the_slow_weights_still_move()
     assert trainer.summary()["jumps"]["rejected"] == 1
 
 
+def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one_forward():
+    model, x, y = _problem(1)
+    trainer = _trainer(model)
+    calls = []
+
+    def loss():
+        calls.append(torch.is_grad_enabled())
+        return F.mse_loss(model(x), y)
+
+    def closure_calls(step_results: list, n: int = 1) -> list[bool]:
+        calls.clear()
+        step_results.extend(trainer.step(loss) for _ in range(n))
+        return list(calls)
+
+    out: list = []
+    closure_calls(out)
+    trainer.jumps.slow.add_(100.0)                    # a far worse point: rejected
+    w = trainer.flat.flatten().clone()                # lr 0: the weights the jump leaves
+    closure_calls(out)                                # ends on the jump
+    # usual order: no-grad check before the jump, graded at the jump, graded redo
+    assert closure_calls(out) == [False, True, True] and out[-1].jumped is False
+    assert torch.equal(trainer.flat.flatten(), w)
+    trainer.jumps.slow.add_(100.0)
+    w = trainer.flat.flatten().clone()
+    closure_calls(out)                                # ends on the next jump
+    # flipped: no-grad check at the jump, weights back, graded there: no redo
+    assert closure_calls(out) == [False, True] and out[-1].jumped is False
+    assert torch.equal(trainer.flat.flatten(), w)     # bit-exactly back
+    assert out[-1].loss == pytest.approx(F.mse_loss(model(x), y).item())
+    # a jump the flipped order accepts pays the redo and lands where the usual order would
+    with torch.no_grad():
+        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    trainer.jumps.slow.copy_(best)
+    closure_calls(out)
+    expected = trainer.jumps.slow.clone()
+    assert closure_calls(out) == [False, True, True] and out[-1].jumped is True
+    assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
+    assert out[-1].loss == pytest.approx(F.mse_loss(model(x), y).item())
+    assert trainer.summary()["jumps"]["accepted"] == 1
+    assert trainer.summary()["jumps"]["rejected"] == 2
+
+
+def test_a_closure_that_raises_in_the_flipped_order_leaves_the_weights_on_the_jump():
+    model, x, y = _problem(2)
+    trainer = _trainer(model)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(100.0)
+    for _ in range(3):                                # reject one jump, end on the next
+        trainer.step(loss)
+    on_jump = trainer.flat.flatten().clone()
+    calls = []
+
+    def flaky():
+        calls.append(torch.is_grad_enabled())
+        if torch.is_grad_enabled():
+            raise RuntimeError("data loader hiccup")
+        return F.mse_loss(model(x), y)
+
+    with pytest.raises(RuntimeError):
+        trainer.step(flaky)
+    assert calls == [False, True]                     # flipped: the check ran first
+    assert torch.equal(trainer.flat.flatten(), on_jump)
+    r = trainer.step(loss)                            # the jump is checked again
+    assert r.jumped is False
+
+
 def test_the_check_and_the_redo_see_the_same_dropout_masks():
     torch.manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Dropout(0.5),

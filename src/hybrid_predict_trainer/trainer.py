@@ -360,7 +360,7 @@ class HybridTrainer:
     def _real_step(self, closure: Closure, micro: bool = False) -> StepResult:
         phase = Phase.CORRECT if micro else self.phase
         seg_before = probe_before = None
-        jump: tuple[float | None, Any] | None = None
+        jump: tuple[float | None, Any, float | None] | None = None
         if self.jumps is not None and self.jumps.slow is None:
             start = self.flat.new_buffer()      # Lookahead's slow weights start at the start
             self.flat.read_into(start)
@@ -388,17 +388,25 @@ class HybridTrainer:
         try:
             loss_t, comps = self._call(closure, grad=True)
         except BaseException:
-            if jump is not None:   # the user's closure raised: the weights are still where the
-                self._jump_pending = True   # step found them; the next step checks the jump
+            if jump is not None:   # the user's closure raised: put the weights back on the
+                if jump[2] is not None:     # jump, unchecked; the next step checks it
+                    self.flat.write_from(self.jumps.slow)  # type: ignore[union-attr]
+                self._jump_pending = True
             raise
         loss = self.collective.mean([loss_t.item()])[0]
         jumped: bool | None = None
         if jump is not None:
-            jumped = self._judge_jump(jump, loss)
-            if not jumped:
+            before, rng, at_jump = jump
+            # at_jump None: this forward ran at the jumped weights, the usual order; else it
+            # ran at the weights the jump left, and the check's forward scored the jump
+            jumped = (self._judge_jump(before, loss) if at_jump is None
+                      else self._judge_jump(loss, at_jump))
+            if jumped != (at_jump is None):   # the graded forward ran at the wrong weights
+                land = self.jumps.slow if jumped else self._scratch
+                self.flat.write_from(land)  # type: ignore[arg-type]
                 if not lean:
-                    self._prev.copy_(self._scratch)  # type: ignore[arg-type]
-                self._rng_set(jump[1])   # same dropout masks as the check
+                    self._prev.copy_(land)  # type: ignore[arg-type]
+                self._rng_set(rng)   # same dropout masks as the check
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self.collective.mean([loss_t.item()])[0]
         rolled_back = False
@@ -518,22 +526,39 @@ class HybridTrainer:
         self._cur_valid = False
         self._jump_pending = True
 
-    def _jump_check_before(self, closure: Closure) -> tuple[float | None, Any]:
+    def _jump_check_before(self, closure: Closure) -> tuple[float | None, Any, float | None]:
         """This batch's loss at the weights the jump left (one no-grad forward). The step's
         graded forward at the jumped weights is the other half of the pair: same batch, same
         RNG state (dropout masks), so the two losses differ only by the jump.
-        Returns (loss before the jump, RNG state); under ``jump_check="guard"``, and for the
-        jumps that ``jump_trust`` leaves to the guard, no forward runs and the loss is None
-        (the jump is judged against the loss EMA instead)."""
+        Returns (loss before the jump, RNG state, None); under ``jump_check="guard"``, and
+        for the jumps that ``jump_trust`` leaves to the guard, no forward runs and the loss is
+        None (the jump is judged against the loss EMA instead).
+
+        After a rejected paired check the next one is likely rejected too, and the usual order
+        then pays a third forward to redo the graded one at the weights the jump left. So after
+        a rejection the order flips: the check's no-grad forward scores the jumped weights
+        where they already are, the weights go back, and the graded forward runs there. That
+        returns (None, RNG state, loss at the jump); the decision is the same either way, only
+        the wrong guess pays the third forward."""
         assert self.jumps is not None and self.jumps.slow is not None
         assert self._scratch is not None
         rng = self._rng_get()
-        before = None
+        before = at_jump = None
         if self.config.jump_check == "paired" and self.jumps.paired_due(self.config.jump_trust):
-            # the jumped weights are the slow weights (unchanged until the next jump)
-            before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
+            outcomes = self.jumps.outcomes
+            if outcomes and not outcomes[-1]:
+                try:
+                    at_jump, _, _ = self._forward_value(closure)
+                finally:
+                    self._rng_set(rng)
+                self.stats.forward_checks += 1
+                at_jump = self.collective.mean([at_jump])[0]
+                self.flat.write_from(self._scratch)
+            else:
+                # the jumped weights are the slow weights (unchanged until the next jump)
+                before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
         self._jump_pending = False   # only now: a closure that raised leaves it to the next step
-        return before, rng
+        return before, rng, at_jump
 
     def _guard_passes(self, after: float) -> bool:
         """Guard check of a jump: its loss is no blow-up against the loss EMA (fewer than
@@ -546,10 +571,10 @@ class HybridTrainer:
         return (tr.zscore(after) <= self.config.divergence_sigma
                 or after <= tr.fast * (1.0 + self.config.jump_tolerance))
 
-    def _judge_jump(self, jump: tuple[float | None, Any], after: float) -> bool:
-        """Keep the jump when it passes its check; otherwise put the weights back."""
-        assert self.jumps is not None and self._scratch is not None
-        before = jump[0]
+    def _judge_jump(self, before: float | None, after: float) -> bool:
+        """Whether the jump passes its check (``before`` None: the guard), with its bookkeeping
+        and the off-switch; the caller puts the weights where the verdict says."""
+        assert self.jumps is not None
         drop: float | None = None
         if before is None:
             ok = self._guard_passes(after)
@@ -557,14 +582,12 @@ class HybridTrainer:
             ok = (math.isfinite(after) and math.isfinite(before)
                   and after <= before * (1.0 + self.config.jump_tolerance))
             drop = (before - after) / before if ok and before > 0 else 0.0
-        if not ok:
-            self.flat.write_from(self._scratch)
         if self.jumps.record(ok, drop) and self.config.auto_off:
             w = self.jumps.outcomes
             self._jumps_off_until = (self.stats.steps + self.config.auto_off_reprobe
                                      if self.config.auto_off_reprobe else 1 << 62)
-            what = ("raised no loss on their batch (each rejected jump costs two forwards for "
-                    "nothing)" if before is not None else
+            what = ("raised no loss on their batch (each rejected jump costs an extra forward "
+                    "for nothing)" if before is not None else
                     "stayed clear of a loss blow-up (each rejected jump costs a forward)")
             again = (f"trying again in {self.config.auto_off_reprobe} steps"
                      if self.config.auto_off_reprobe else "not trying again (auto_off_reprobe=0)")

@@ -30,7 +30,7 @@ class SlowWeights:
         alpha: how far the slow weights move towards the weights at each jump.
         window: outcomes remembered for the off-switch.
         min_accept: fewer accepted jumps than this in a full window switches jumps off
-            (each rejected jump costs two forwards and gives nothing).
+            (each rejected jump costs an extra forward and gives nothing).
     """
 
     def __init__(self, every: int, alpha: float, window: int = 6, min_accept: int = 2) -> None:
