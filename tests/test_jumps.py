@@ -127,7 +127,9 @@ def test_an_accepted_jump_lands_on_the_slow_weights():
     assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
     assert torch.allclose(trainer.jumps.slow, expected, atol=1e-7)
     assert trainer.stats.forward_checks == checks + 1   # one extra forward per jump
-    assert r.loss < F.mse_loss(F.linear(x, w[:8].view(1, 8), w[8:]), y).item()
+    left = F.mse_loss(F.linear(x, w[:8].view(1, 8), w[8:]), y).item()
+    assert r.loss < left
+    assert r.components["jump_rise"] == pytest.approx(r.loss / left - 1)   # the verdict's number
     assert trainer.summary()["jumps"]["accepted"] == 1
 
 
@@ -175,6 +177,7 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
     closure_calls(out)                                # ends on the next jump
     # flipped: no-grad check at the jump, weights back, graded there: no redo
     assert closure_calls(out) == [False, True] and out[-1].jumped is False
+    assert out[-1].components["jump_rise"] > 0        # same number, other order
     assert torch.equal(trainer.flat.flatten(), w)     # bit-exactly back
     assert out[-1].loss == pytest.approx(F.mse_loss(model(x), y).item())
     # a jump the flipped order accepts pays the redo and lands where the usual order would
@@ -184,6 +187,7 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
     closure_calls(out)
     expected = trainer.jumps.slow.clone()
     assert closure_calls(out) == [False, True, True] and out[-1].jumped is True
+    assert out[-1].components["jump_rise"] <= 0
     assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
     assert out[-1].loss == pytest.approx(F.mse_loss(model(x), y).item())
     assert trainer.summary()["jumps"]["accepted"] == 1
@@ -341,6 +345,7 @@ def test_a_guard_checked_jump_costs_no_forward_and_lands_on_the_slow_weights():
     r = trainer.step(loss)                            # the guard judges the step's own loss
     assert r.jumped is True
     assert trainer.stats.forward_checks == checks     # no extra forward
+    assert "jump_rise" not in r.components            # nothing paired to report
     assert torch.allclose(trainer.flat.flatten(), expected, atol=1e-7)
     s = trainer.summary()["jumps"]
     assert s["accepted"] == 1 and s["mean_drop"] is None   # nothing paired was measured

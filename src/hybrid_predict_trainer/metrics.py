@@ -23,6 +23,9 @@ class StepResult:
     where the closure is not called, it is ``None``). ``predicted`` is True when the update
     came from the predictor; ``backward`` is True when a backward pass ran. ``jumped`` is set
     on a real step that tried a jump onto the slow weights: True when its check accepted it.
+    When that check was paired, ``components["jump_rise"]`` is the number behind the verdict:
+    the batch's loss at the jumped weights relative to the weights the jump left, minus 1
+    (positive: the jump raised it).
     """
 
     step: int

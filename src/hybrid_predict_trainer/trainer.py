@@ -395,12 +395,15 @@ class HybridTrainer:
             raise
         loss = self.collective.mean([loss_t.item()])[0]
         jumped: bool | None = None
+        jump_rise: float | None = None
         if jump is not None:
             before, rng, at_jump = jump
             # at_jump None: this forward ran at the jumped weights, the usual order; else it
             # ran at the weights the jump left, and the check's forward scored the jump
-            jumped = (self._judge_jump(before, loss) if at_jump is None
-                      else self._judge_jump(loss, at_jump))
+            pair = (before, loss) if at_jump is None else (loss, at_jump)
+            jumped = self._judge_jump(*pair)
+            if pair[0] is not None and pair[0] > 0 and math.isfinite(pair[1]):
+                jump_rise = pair[1] / pair[0] - 1.0   # the paired check's number, for the user
             if jumped != (at_jump is None):   # the graded forward ran at the wrong weights
                 land = self.jumps.slow if jumped else self._scratch
                 self.flat.write_from(land)  # type: ignore[arg-type]
@@ -495,7 +498,9 @@ class HybridTrainer:
                           rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None,
                           components=comp_vals | ({"residual_cosine": residual}
-                                                  if residual is not None else {}))
+                                                  if residual is not None else {})
+                                               | ({"jump_rise": jump_rise}
+                                                  if jump_rise is not None else {}))
 
     # ------------------------------------------------------------------ slow-weight jumps
     def _jump_due(self) -> bool:
