@@ -114,3 +114,13 @@ def test_every_method_gets_its_own_colour_in_the_plots():
     from benchmarks.plots import _colors
     colours = _colors(list(METHODS))
     assert len(set(colours.values())) == len(METHODS)
+
+
+def test_jump_probe_reports_every_jump_along_lookaheads_trajectory() -> None:
+    from benchmarks.jump_probe import rises
+
+    out = rises("tabular-fullbatch", 0.016, seed=0)
+    # a jump ends every 5th step; the next one (StepResult.step counts from 0) checks it
+    assert [step for step, _ in out] == [5, 10, 15, 20, 25, 30, 35]
+    assert all(-1.0 < r < 1.0 for _, r in out)
+    assert out[0][1] > 0.05       # the first jump raises the next batch's loss (README)
