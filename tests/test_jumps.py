@@ -215,6 +215,13 @@ def test_a_closure_that_raises_in_the_flipped_order_leaves_the_weights_on_the_ju
         trainer.step(flaky)
     assert calls == [False, True]                     # flipped: the check ran first
     assert torch.equal(trainer.flat.flatten(), on_jump)
+
+    def broken():                                     # raises in the check's forward itself
+        raise RuntimeError("bad batch")
+
+    with pytest.raises(RuntimeError):
+        trainer.step(broken)
+    assert torch.equal(trainer.flat.flatten(), on_jump)
     r = trainer.step(loss)                            # the jump is checked again
     assert r.jumped is False
 

@@ -552,13 +552,12 @@ class HybridTrainer:
         if self.config.jump_check == "paired" and self.jumps.paired_due(self.config.jump_trust):
             outcomes = self.jumps.outcomes
             if outcomes and not outcomes[-1]:
+                # the weights sit on the jump: score them there, then go back for the step
                 try:
-                    at_jump, _, _ = self._forward_value(closure)
-                finally:
-                    self._rng_set(rng)
-                self.stats.forward_checks += 1
-                at_jump = self.collective.mean([at_jump])[0]
-                self.flat.write_from(self._scratch)
+                    at_jump = self._loss_at(None, closure, back=self._scratch)
+                except BaseException:   # a closure that raised leaves the jump pending
+                    self.flat.write_from(self.jumps.slow)
+                    raise
             else:
                 # the jumped weights are the slow weights (unchanged until the next jump)
                 before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
@@ -934,19 +933,21 @@ class HybridTrainer:
         return (self.config.auto_off and self._has_update and self._last_was_real
                 and self.phase is not Phase.WARMUP and self._real_since_probe >= self._PROBE_EVERY)
 
-    def _loss_at(self, weights: torch.Tensor, closure: Closure,
+    def _loss_at(self, weights: torch.Tensor | None, closure: Closure,
                  back: torch.Tensor | None = None) -> float:
-        """This batch's loss at other weights (one no-grad forward). It runs *before* the
-        graded forward, so autograd never sees the swap, and the RNG is restored so the graded
-        forward gets the same dropout masks: the two losses form a clean pair. ``back`` is
-        where the weights return to (default: where they are now, kept in the scratch)."""
+        """This batch's loss at other weights (one no-grad forward; ``weights`` None: where
+        they are). It runs *before* the graded forward, so autograd never sees the swap, and
+        the RNG is restored so the graded forward gets the same dropout masks: the two losses
+        form a clean pair. ``back`` is where the weights go afterwards (default: where they
+        are now, kept in the scratch)."""
         if back is None:
             if self._scratch is None:
                 self._scratch = self.flat.new_buffer()
             self.flat.read_into(self._scratch)
             back = self._scratch
         rng = self._rng_get()
-        self.flat.write_from(weights)
+        if weights is not None:
+            self.flat.write_from(weights)
         try:
             value, _, _ = self._forward_value(closure)
         finally:  # a closure that raises must not leave the model at the probe's weights
