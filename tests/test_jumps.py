@@ -108,6 +108,16 @@ def _trainer(model: torch.nn.Module, lr: float = 0.0, **cfg) -> HybridTrainer:
     return HybridTrainer(model, opt, HybridConfig(**{**NO_SEGMENTS, "jump_every": 2, **cfg}))
 
 
+def _bad_jump_ahead(seed: int):
+    """A trainer one step in, whose slow weights were pushed far off: its jumps get rejected."""
+    model, x, y = _problem(seed)
+    trainer = _trainer(model)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(100.0)                    # a far worse point
+    return model, x, y, trainer, loss
+
+
 def test_an_accepted_jump_lands_on_the_slow_weights():
     model, x, y = _problem()
     trainer = _trainer(model)
@@ -134,11 +144,7 @@ def test_an_accepted_jump_lands_on_the_slow_weights():
 
 
 def test_a_rejected_jump_is_undone_bit_exactly_and_the_slow_weights_still_move():
-    model, x, y = _problem(1)
-    trainer = _trainer(model)
-    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
-    trainer.step(loss)
-    trainer.jumps.slow.add_(100.0)                    # a far worse point
+    model, x, y, trainer, loss = _bad_jump_ahead(1)
     w = trainer.flat.flatten().clone()
     moved = trainer.jumps.slow + 0.5 * (w - trainer.jumps.slow)
     trainer.step(loss)
@@ -195,11 +201,7 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
 
 
 def test_a_closure_that_raises_in_the_flipped_order_leaves_the_weights_on_the_jump():
-    model, x, y = _problem(2)
-    trainer = _trainer(model)
-    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
-    trainer.step(loss)
-    trainer.jumps.slow.add_(100.0)
+    model, x, y, trainer, loss = _bad_jump_ahead(2)
     for _ in range(3):                                # reject one jump, end on the next
         trainer.step(loss)
     on_jump = trainer.flat.flatten().clone()

@@ -492,15 +492,16 @@ class HybridTrainer:
             transition = self._after_real_step(signals) or early
             if self._jump_due():
                 self._jump()
+        if residual is not None:
+            comp_vals["residual_cosine"] = residual
+        if jump_rise is not None:
+            comp_vals["jump_rise"] = jump_rise
         conf = self._gate_report.score if self._gate_report is not None else None
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=True,
                           confidence=conf, jumped=jumped,
                           rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None,
-                          components=comp_vals | ({"residual_cosine": residual}
-                                                  if residual is not None else {})
-                                               | ({"jump_rise": jump_rise}
-                                                  if jump_rise is not None else {}))
+                          components=comp_vals)
 
     # ------------------------------------------------------------------ slow-weight jumps
     def _jump_due(self) -> bool:
