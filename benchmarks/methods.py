@@ -220,10 +220,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid-jumps", _hybrid("continuation", segments=False),
            "HybridTrainer's defaults: predicted segments off, only the checked jumps onto "
            "the slow weights (paired checks, thinned to every other jump once two in a row "
-           "accepted)", hybrid=True),
+           "accepted; the first four keep a jump that raised the loss by up to 5%)",
+           hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "
            "(jump_trust=0; the default thins them once they keep accepting)", hybrid=True),
+    Method("hybrid-no-grace", _hybrid("continuation", segments=False, jump_grace=0),
+           "HybridTrainer's defaults but no grace for the first jumps (jump_grace=0: every "
+           "paired check rejects a jump that raised its batch's loss at all)", hybrid=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),

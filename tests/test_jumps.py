@@ -143,6 +143,38 @@ def test_an_accepted_jump_lands_on_the_slow_weights():
     assert trainer.summary()["jumps"]["accepted"] == 1
 
 
+def _small_rise_ahead(trainer: HybridTrainer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Push the slow weights so that the next jump raises the batch loss a little; returns
+    that rise (the jump lands on slow + 0.5 * (w - slow) = w + 0.5 * push)."""
+    w = trainer.flat.flatten().clone()
+    with torch.no_grad():
+        best = torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1)], 1), y).solution.flatten()
+    push = 0.3 * (w - best)                            # away from the least-squares optimum
+    trainer.jumps.slow.copy_(w + push)
+
+    def mse(v: torch.Tensor) -> float:
+        return F.mse_loss(F.linear(x, v[:8].view(1, 8), v[8:]), y).item()
+    return mse(w + 0.5 * push) / mse(w) - 1.0
+
+
+def test_the_first_checks_keep_a_jump_within_the_grace_tolerance_and_later_ones_do_not():
+    for grace in (1, 0):
+        model, x, y = _problem(4)
+        trainer = _trainer(model, jump_grace=grace, jump_grace_tolerance=0.5)
+        loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
+        trainer.step(loss)
+        verdicts = []
+        for _ in range(2):
+            rise = _small_rise_ahead(trainer, x, y)
+            assert 0.0 < rise < 0.5                   # a small rise, inside the grace
+            trainer.step(loss)                        # ends on the jump
+            r = trainer.step(loss)                    # checks it
+            verdicts.append(r.jumped)
+            assert r.components["jump_rise"] == pytest.approx(rise, rel=1e-4)
+        # grace 1: only the first check tolerates the rise; grace 0: none does
+        assert verdicts == ([True, False] if grace else [False, False])
+
+
 def test_a_rejected_jump_is_undone_bit_exactly_and_the_slow_weights_still_move():
     model, x, y, trainer, loss = _bad_jump_ahead(1)
     w = trainer.flat.flatten().clone()
@@ -375,11 +407,12 @@ def test_a_guard_checked_jump_that_blows_the_loss_up_is_undone_bit_exactly():
 
 
 def test_a_guard_check_keeps_a_jump_that_raises_the_loss_within_the_noise():
-    # the paired check rejects any rise; the guard keeps a rise that is no blow-up
+    # the paired check (past its grace) rejects any rise; the guard keeps a rise that is
+    # no blow-up
     results = {}
     for mode in ("paired", "guard"):
         model, x, y = _problem(11)
-        trainer = _trainer(model, lr=0.05, jump_check=mode, jump_alpha=0.9)
+        trainer = _trainer(model, lr=0.05, jump_check=mode, jump_alpha=0.9, jump_grace=0)
         loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
         for _ in range(12):
             trainer.step(loss)

@@ -167,6 +167,16 @@ class HybridConfig(BaseModel):
     jump_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
         "jumped weights is at most (1 + tolerance) x its loss without the jump.")
+    jump_grace: int = Field(
+        4, ge=0, le=1000, description="The first this many paired checks keep their jump when "
+        "its loss rose by at most `jump_grace_tolerance` (and `jump_tolerance` after them). "
+        "Why: the first Lookahead synchronisations pull the weights back towards the start, "
+        "so they raise the next batch's loss a little even where they pay later (a few "
+        "percent on a transformer), while a jump that really hurts raises it by much more "
+        "(10-50% on the MLPs; `python -m benchmarks.jump_probe`).")
+    jump_grace_tolerance: float = Field(
+        0.05, ge=0.0, le=1.0, description="Tolerance of the first `jump_grace` paired checks "
+        "(the larger of this and `jump_tolerance` applies to them).")
     jump_alpha: float = Field(
         0.5, gt=0.0, le=1.0, description="How far the slow weights move towards the weights at "
         "each jump (Lookahead's alpha).")

@@ -92,6 +92,7 @@ class HybridTrainer:
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
         self.collective: Collective = collective or LocalCollective()
+        self._single = isinstance(self.collective, LocalCollective)   # nothing to agree on
         self.gate = ConfidenceGate(config.confidence_threshold, dict(config.confidence_weights),
                                    config.unreachable_after)
         self.bandit = LinUCB(sorted(set(config.horizons)), alpha=config.bandit_alpha)
@@ -352,6 +353,21 @@ class HybridTrainer:
                             "detached, or the model has no trainable parameters in the graph)")
         return out, comps
 
+    def _agreed(self, value: float) -> float:
+        """One decision statistic averaged over the ranks (itself in a single process)."""
+        return value if self._single else self.collective.mean([value])[0]
+
+    def _clear_grads(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)`` without its profiler scope and compiler
+        guard, which cost many times the loop itself on a small model; an optimizer that
+        overrides ``zero_grad`` gets its own."""
+        if type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     def _forward_value(self, closure: Closure) -> tuple[float, torch.Tensor, dict[str, Any]]:
         loss, comps = self._call(closure, grad=False)
         return float(loss), loss, comps
@@ -393,7 +409,7 @@ class HybridTrainer:
                     self.flat.write_from(self.jumps.slow)  # type: ignore[union-attr]
                 self._jump_pending = True
             raise
-        loss = self.collective.mean([loss_t.item()])[0]
+        loss = self._agreed(loss_t.item())
         jumped: bool | None = None
         jump_rise: float | None = None
         if jump is not None:
@@ -411,7 +427,7 @@ class HybridTrainer:
                     self._prev.copy_(land)  # type: ignore[arg-type]
                 self._rng_set(rng)   # same dropout masks as the check
                 loss_t, comps = self._call(closure, grad=True)
-                loss = self.collective.mean([loss_t.item()])[0]
+                loss = self._agreed(loss_t.item())
         rolled_back = False
         verdict: str | None = None
         if seg_before is not None:
@@ -422,7 +438,7 @@ class HybridTrainer:
                 if not lean:
                     self.flat.read_into(self._prev)
                 loss_t, comps = self._call(closure, grad=True)
-                loss = self.collective.mean([loss_t.item()])[0]
+                loss = self._agreed(loss_t.item())
         early: Transition | None = None
         if not rolled_back and not micro and self._snapshot is not None and math.isfinite(loss):
             blowup = (self.divergence.blowup(loss, self.tracker)
@@ -441,7 +457,7 @@ class HybridTrainer:
                 if not lean:
                     self.flat.read_into(self._prev)
                 loss_t, comps = self._call(closure, grad=True)
-                loss = self.collective.mean([loss_t.item()])[0]
+                loss = self._agreed(loss_t.item())
         if probe_before is not None and not rolled_back:
             self._record_real_probe(probe_before, loss)
         if not math.isfinite(loss):
@@ -455,12 +471,12 @@ class HybridTrainer:
         self.stats.backward_passes += 1
         # identical on every DDP rank once gradients are all-reduced; reduced anyway so that
         # the skip/divergence decisions stay collective under no_sync or other schemes
-        gn = self.collective.mean([float(self.flat.grad_norm())])[0]
+        gn = self._agreed(float(self.flat.grad_norm()))
         if not math.isfinite(gn):
             return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
         t = time.perf_counter()
         self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._clear_grads()   # part of a plain loop's work too
         self._work_s += time.perf_counter() - t
         if self.jumps is not None:
             self.jumps.tick()
@@ -584,8 +600,11 @@ class HybridTrainer:
         if before is None:
             ok = self._guard_passes(after)
         else:
+            cfg, tol = self.config, self.config.jump_tolerance
+            if self.jumps.paired + self.jumps.rejected < cfg.jump_grace:
+                tol = max(tol, cfg.jump_grace_tolerance)
             ok = (math.isfinite(after) and math.isfinite(before)
-                  and after <= before * (1.0 + self.config.jump_tolerance))
+                  and after <= before * (1.0 + tol))
             drop = (before - after) / before if ok and before > 0 else 0.0
         if self.jumps.record(ok, drop) and self.config.auto_off:
             w = self.jumps.outcomes
