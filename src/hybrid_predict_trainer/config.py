@@ -173,7 +173,7 @@ class HybridConfig(BaseModel):
         "Why: the first Lookahead synchronisations pull the weights back towards the start, "
         "so they raise the next batch's loss a little even where they pay later (a few "
         "percent on a transformer), while a jump that really hurts raises it by much more "
-        "(10-50% on the MLPs; `python -m benchmarks.jump_probe`).")
+        "(8-48% on the other benchmark workloads; `python -m benchmarks.jump_probe`).")
     jump_grace_tolerance: float = Field(
         0.05, ge=0.0, le=1.0, description="Tolerance of the first `jump_grace` paired checks "
         "(the larger of this and `jump_tolerance` applies to them).")

@@ -112,11 +112,12 @@ class FlatParams:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        if self._cpu_f32 and all(g.dtype == torch.float32 for g in grads):
+        # a gradient always has its parameter's dtype, so the parameters' dtype decides
+        if self._cpu_f32:
             # per-tensor reads are free on CPU; stacking and a second norm are not (they
             # were half of this check's cost on a small model)
             return math.sqrt(math.fsum(float(n) ** 2 for n in torch._foreach_norm(grads)))
-        if self._fused and all(g.dtype == torch.float32 for g in grads):
+        if self._fused and self.dtype == torch.float32:
             return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         # mixed or other precisions: each norm in at least float32 (a half norm overflows early)
         return torch.linalg.vector_norm(torch.stack(
