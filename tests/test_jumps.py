@@ -24,6 +24,11 @@ def _problem(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor
     return torch.nn.Linear(8, 1), x, y
 
 
+def _least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The exact optimum of the linear problem, as a flat (weight, bias) vector."""
+    return torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1)], 1), y).solution.flatten()
+
+
 def test_slow_weights_follow_the_lookahead_rule():
     sw = SlowWeights(every=3, alpha=0.5)
     assert not sw.due()
@@ -123,8 +128,7 @@ def test_an_accepted_jump_lands_on_the_slow_weights():
     trainer = _trainer(model)
     loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
     trainer.step(loss)                                # slow weights start at the first step
-    with torch.no_grad():                             # a better point to be pulled towards
-        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    best = _least_squares(x, y)                       # a better point to be pulled towards
     trainer.jumps.slow.copy_(best)
     w = trainer.flat.flatten().clone()
     expected = best + 0.5 * (w - best)
@@ -147,8 +151,7 @@ def _small_rise_ahead(trainer: HybridTrainer, x: torch.Tensor, y: torch.Tensor) 
     """Push the slow weights so that the next jump raises the batch loss a little; returns
     that rise (the jump lands on slow + 0.5 * (w - slow) = w + 0.5 * push)."""
     w = trainer.flat.flatten().clone()
-    with torch.no_grad():
-        best = torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1)], 1), y).solution.flatten()
+    best = _least_squares(x, y)
     push = 0.3 * (w - best)                            # away from the least-squares optimum
     trainer.jumps.slow.copy_(w + push)
 
@@ -219,8 +222,7 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
     assert torch.equal(trainer.flat.flatten(), w)     # bit-exactly back
     assert out[-1].loss == pytest.approx(F.mse_loss(model(x), y).item())
     # a jump the flipped order accepts pays the redo and lands where the usual order would
-    with torch.no_grad():
-        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    best = _least_squares(x, y)
     trainer.jumps.slow.copy_(best)
     closure_calls(out)
     expected = trainer.jumps.slow.clone()
@@ -376,8 +378,7 @@ def test_a_guard_checked_jump_costs_no_forward_and_lands_on_the_slow_weights():
     trainer = _trainer(model, jump_check="guard")
     loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
     trainer.step(loss)
-    with torch.no_grad():
-        best = torch.linalg.lstsq(torch.cat([x, torch.ones(64, 1)], 1), y).solution.flatten()
+    best = _least_squares(x, y)
     trainer.jumps.slow.copy_(best)
     w = trainer.flat.flatten().clone()
     expected = best + 0.5 * (w - best)
