@@ -219,8 +219,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "average)", hybrid=True),
     Method("hybrid-jumps", _hybrid("continuation", segments=False),
            "HybridTrainer's defaults: predicted segments off, only the checked jumps onto "
-           "the slow weights (paired checks, thinned to every other jump once two in a row "
-           "accepted; the first four keep a jump that raised the loss by up to 5%)",
+           "the slow weights (paired checks; once two in a row kept their jump, the jumps "
+           "between two paired checks are guard-checked, 1, 2, 4, then at most 8 of them; "
+           "the first four checks keep a jump that raised the loss by up to 5%)",
            hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "
@@ -228,6 +229,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid-no-grace", _hybrid("continuation", segments=False, jump_grace=0),
            "HybridTrainer's defaults but no grace for the first jumps (jump_grace=0: every "
            "paired check rejects a jump that raised its batch's loss at all)", hybrid=True),
+    Method("hybrid-no-backoff", _hybrid("continuation", segments=False, jump_trust_max_gap=1),
+           "HybridTrainer's defaults but without the back-off of the paired checks "
+           "(jump_trust_max_gap=1: once two in a row kept their jump, every other jump is "
+           "paired, however long they keep accepting)", hybrid=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),

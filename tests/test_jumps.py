@@ -59,11 +59,11 @@ def test_slow_weights_off_switch_and_state_round_trip():
     assert not sw.record(False, 0.0)
 
 
-def _check_pattern(sw: SlowWeights, trust: int, outcomes: list[bool]) -> str:
+def _check_pattern(sw: SlowWeights, trust: int, outcomes: list[bool], max_gap: int = 1) -> str:
     """Which check each jump gets ('P' paired, 'G' guard) when they end as ``outcomes``."""
     kinds = ""
     for ok in outcomes:
-        paired = sw.paired_due(trust)
+        paired = sw.paired_due(trust, max_gap)
         kinds += "P" if paired else "G"
         sw.record(ok, 0.01 if paired and ok else None)
     return kinds
@@ -86,18 +86,33 @@ def test_trusted_jumps_thin_the_paired_checks_and_a_rejection_restores_them():
     assert _check_pattern(sw, 2, [True] * 3) == "PPG"
 
 
+def test_the_gap_between_paired_checks_doubles_while_they_keep_their_jumps():
+    sw = SlowWeights(every=5, alpha=0.5, window=100)
+    # trust 2: one guarded jump after the second kept check, then 2, then 4 (the cap)
+    assert _check_pattern(sw, 2, [True] * 16, max_gap=4) == "PPGPGGPGGGGPGGGG"
+    # a rejection (here by a guard) starts over: every jump paired until trust is re-earned
+    assert _check_pattern(sw, 2, [True, False, True, True, True, True], max_gap=4) == "PGPPGP"
+    # trust 3 doubles from two guarded jumps; a cap below trust - 1 does not shrink the gap
+    assert _check_pattern(SlowWeights(every=5, alpha=0.5), 3, [True] * 12, max_gap=100) == \
+        "PPPGGPGGGGPG"
+    assert _check_pattern(SlowWeights(every=5, alpha=0.5), 3, [True] * 9, max_gap=1) == \
+        "PPPGGPGGP"
+
+
 def test_trusted_jumps_skip_the_forward_of_the_guarded_checks():
     counts = {}
-    for trust in (0, 2):
+    for trust, gap in ((0, 1), (2, 1), (2, 8)):
         model, x, y = _problem(7)
-        trainer = _trainer(model, jump_trust=trust)   # lr 0: every jump is a no-op, kept
+        # lr 0: every jump is a no-op, kept
+        trainer = _trainer(model, jump_trust=trust, jump_trust_max_gap=gap)
         loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
-        results = [trainer.step(loss) for _ in range(13)]   # jumps end steps 2, 4, ..., 12
-        assert [r.jumped for r in results if r.jumped is not None] == [True] * 6
-        counts[trust] = trainer.stats.forward_checks
-        assert trainer.summary()["jumps"]["accepted"] == 6
-    assert counts[0] == 6
-    assert counts[2] == 4                             # P P G P G P
+        results = [trainer.step(loss) for _ in range(17)]   # jumps end steps 2, 4, ..., 16
+        assert [r.jumped for r in results if r.jumped is not None] == [True] * 8
+        counts[trust, gap] = trainer.stats.forward_checks
+        assert trainer.summary()["jumps"]["accepted"] == 8
+    assert counts[0, 1] == 8
+    assert counts[2, 1] == 5                          # P P G P G P G P
+    assert counts[2, 8] == 4                          # P P G P G G P G
 
 
 @pytest.mark.parametrize("kwargs", [dict(every=0, alpha=0.5), dict(every=5, alpha=0.0),

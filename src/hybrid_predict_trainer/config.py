@@ -164,6 +164,12 @@ class HybridConfig(BaseModel):
         "ones between are guard-checked (no extra forward); a paired check that rejects its "
         "jump, or a guard that catches a blow-up, returns to checking every jump. Where jumps "
         "keep paying, this saves most checks' forwards and weight swaps. 0: every jump paired.")
+    jump_trust_max_gap: int = Field(
+        8, ge=1, le=1000, description="With `jump_trust` >= 2: after the first `jump_trust` "
+        "kept paired checks, the number of guard-checked jumps between two paired checks "
+        "doubles with each further paired check that keeps its jump, up to this many. Where "
+        "every check keeps its jump its forward is pure cost; the cap bounds how many jumps "
+        "pass before one that stopped paying is caught. 1: every `jump_trust`-th jump paired.")
     jump_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="A jump is kept when the checking batch's loss at the "
         "jumped weights is at most (1 + tolerance) x its loss without the jump.")

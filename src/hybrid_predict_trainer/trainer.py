@@ -566,7 +566,9 @@ class HybridTrainer:
         assert self._scratch is not None
         rng = self._rng_get()
         before = at_jump = None
-        if self.config.jump_check == "paired" and self.jumps.paired_due(self.config.jump_trust):
+        cfg = self.config
+        if cfg.jump_check == "paired" and self.jumps.paired_due(cfg.jump_trust,
+                                                                cfg.jump_trust_max_gap):
             outcomes = self.jumps.outcomes
             if outcomes and not outcomes[-1]:
                 # the weights sit on the jump: score them there, then go back for the step

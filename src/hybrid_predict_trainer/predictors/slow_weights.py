@@ -71,11 +71,19 @@ class SlowWeights:
         self.since = 0
         return self.slow
 
-    def paired_due(self, trust: int) -> bool:
+    def paired_due(self, trust: int, max_gap: int = 1) -> bool:
         """Whether the next jump needs a paired check: always while fewer than ``trust``
-        paired checks in a row kept their jump (``trust`` 0: always), then every
-        ``trust``-th jump, so a run where jumps stop paying is noticed within ``trust`` jumps."""
-        return trust == 0 or self.streak < trust or self.unpaired >= trust - 1
+        paired checks in a row kept their jump (``trust`` 0: always). After that the jumps
+        between two paired checks are guard-checked, ``trust - 1`` of them at first, twice as
+        many after each further paired check that keeps its jump, at most ``max_gap`` (but
+        never fewer than ``trust - 1``). Why the doubling: where every check keeps its jump,
+        each check's forward is pure cost, and the odds that the next one rejects fall with
+        the streak; the cap bounds how many jumps pass before one that stopped paying is
+        caught."""
+        if trust == 0 or self.streak < trust:
+            return True
+        gap = (trust - 1) << min(self.streak - trust, 30)
+        return self.unpaired >= min(gap, max(max_gap, trust - 1))
 
     def record(self, accepted: bool, drop: float | None) -> bool:
         """Note a checked jump (``drop`` None: no paired measurement, e.g. a guard check);
