@@ -93,6 +93,8 @@ class HybridTrainer:
         self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
         self.collective: Collective = collective or LocalCollective()
         self._single = isinstance(self.collective, LocalCollective)   # nothing to agree on
+        # an optimizer that overrides zero_grad gets its own; the others, the plain loop
+        self._own_zero_grad = type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad
         self.gate = ConfidenceGate(config.confidence_threshold, dict(config.confidence_weights),
                                    config.unreachable_after)
         self.bandit = LinUCB(sorted(set(config.horizons)), alpha=config.bandit_alpha)
@@ -361,7 +363,7 @@ class HybridTrainer:
         """``optimizer.zero_grad(set_to_none=True)`` without its profiler scope and compiler
         guard, which cost many times the loop itself on a small model; an optimizer that
         overrides ``zero_grad`` gets its own."""
-        if type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        if self._own_zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
             return
         for group in self.optimizer.param_groups:
@@ -916,7 +918,7 @@ class HybridTrainer:
             cost = n_pred * cfg.fixed_predicted_cost
         else:
             cost = seg["cost_s"] / self._t_real
-        cost = self.collective.mean([cost])[0]   # wall times differ by rank; decisions must not
+        cost = self._agreed(cost)   # wall times differ by rank; decisions must not
         drop = 0.0
         if before is not None and math.isfinite(before) and before > 0 and math.isfinite(after):
             drop = (before - after) / before
@@ -976,7 +978,7 @@ class HybridTrainer:
             self.flat.write_from(back)
             self._rng_set(rng)
         self.stats.forward_checks += 1
-        return self.collective.mean([value])[0]
+        return self._agreed(value)
 
     def _record_real_probe(self, before: float, loss_now: float) -> None:
         if math.isfinite(before) and math.isfinite(loss_now) and before > 0:
