@@ -76,7 +76,7 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
         "",
         "| method | lr | speed-up vs adamw-tuned | vs same-lr adamw | reached | "
         "time to target s | steps / backward to target | predicted | segments ok / rolled "
-        "back | jumps kept / undone | loss at equal time (gap) | overhead | peak RSS MB (growth in warm-up) |",
+        "back | jumps kept / undone (check forwards) | loss at equal time (gap) | overhead | peak RSS MB (growth in warm-up) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, e in w["methods"].items():
@@ -84,6 +84,8 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
                if e.get("segments") is not None else "-")
         jumps = (f"{_f(e['jumps_accepted'], '.0f')} / {_f(e['jumps_rejected'], '.0f')}"
                  if e.get("jumps_accepted") is not None else "-")
+        if e.get("jumps_accepted") is not None and e.get("forward_checks") is not None:
+            jumps += f" ({_f(e['forward_checks'], '.0f')})"
         reached = "yes" if e["reached_target"] else f"**no** ({e['reached_seeds']})"
         gap = f"{_f(e['final_val_loss'], '.4f')} ({_f(e['final_gap_pct'], '+.2f')}%)"
         overhead = (f"{_f(e['overhead_pct'], '.1f')}% ({_f(e['overhead_per_step_ms'])} ms)"

@@ -80,6 +80,9 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
                 "eta": stats.get("eta"),
                 "jumps_accepted": (stats.get("jumps") or {}).get("accepted"),
                 "jumps_rejected": (stats.get("jumps") or {}).get("rejected"),
+                # no-grad forwards the checks ran (the paired jump checks, probes, segment
+                # checks): what the thinned and backed-off checks save shows up here
+                "forward_checks": stats.get("forward_checks"),
             })
         else:
             row.update({k: v for k, v in stats.items() if k != "traceback"})
@@ -117,6 +120,7 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
         "rollbacks": rollbacks if rollbacks is not None else 0,
         "jumps_accepted": median_or_none(col("jumps_accepted")),
         "jumps_rejected": median_or_none(col("jumps_rejected")),
+        "forward_checks": median_or_none(col("forward_checks")),
         "overhead_pct": median_or_none(col("overhead_pct")),
         "overhead_per_step_ms": median_or_none(col("overhead_per_step_ms")),
         "peak_rss_mb": median_or_none(col("peak_rss_mb")),

@@ -76,6 +76,15 @@ def test_hybrid_really_predicted(quick_report: tuple[dict, Path]) -> None:
         # segments off: every step is real, and the jumps onto the slow weights were checked
         assert jumps_only["predicted_fraction"] == 0
         assert (jumps_only["jumps_accepted"] or 0) + (jumps_only["jumps_rejected"] or 0) > 0
+        for seed in jumps_only["per_seed"]:
+            judged = seed["jumps_accepted"] + seed["jumps_rejected"]
+            # the report counts the checks' extra forwards: one per paired check, none for
+            # the guard, and thinned checks pair only some of the jumps
+            expected = {"hybrid-paired-all": judged, "hybrid-guard": 0}.get(name)
+            if expected is not None:
+                assert seed["forward_checks"] == expected, name
+            else:
+                assert 0 < seed["forward_checks"] <= judged, name
     for name, entry in hybrids.items():
         assert entry["predicted_fraction"] > 0, f"{name} never predicted"
         # A predicted step skips the backward pass: fewer backward passes than steps.
