@@ -29,7 +29,7 @@ def test_continuation_beta0_replays_the_last_update():
 def test_continuation_agreement_tracks_consistency():
     same, noisy = ContinuationPredictor(), ContinuationPredictor()
     g = torch.Generator().manual_seed(0)
-    for i in range(30):
+    for _ in range(30):
         same.observe(obs(torch.ones(50)))
         noisy.observe(obs(torch.randn(50, generator=g)))
     assert same.agreement() > 0.95

@@ -51,7 +51,7 @@ def read_run(path: Path) -> RunLog:
                           "hpt train, a metrics .jsonl file, or a benchmark results folder "
                           "(with report.json)")
     log = RunLog(metrics.parent if path.is_dir() else metrics)
-    for n, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), 1):
+    for line in metrics.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         try:
