@@ -50,7 +50,7 @@ def write(tmp_path: Path, text: str) -> Path:
     (GOOD + "seed = 'x'\n", "[run] seed: Input should be a valid integer"),
     (GOOD + "[sweep]\nobjective = 'time_to_target'\n", "target_val_loss: required"),
     (GOOD + "[sweep]\nobjective = 'val_loss'\n[sweep.space]\nlr = [1, 2]\n",
-     "space: unknown key 'lr'; searchable keys are: max_horizon"),
+     "space: unknown key 'lr'; searchable keys are: segments, max_horizon"),
     ("[run\n", "not valid TOML"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, text, expected):

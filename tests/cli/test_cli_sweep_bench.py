@@ -45,9 +45,11 @@ target_val_loss = 2.1
 study = "t"
 
 [sweep.space]
+segments = [true]
 predictor = ["continuation", "extrapolation"]
 max_horizon = [4, 8]
 confidence_threshold = [0.0, 0.3]
+jump_every = [0]
 """
 
 
@@ -70,11 +72,58 @@ def test_sweep_stores_a_resumable_study_and_prints_valid_toml(tmp_path):
     snippet = (folder / "best.toml").read_text()
     assert "[hybrid]" in second.output and snippet.strip() in second.output.replace("\n\n", "\n")
     best = tomllib.loads(snippet)["hybrid"]
-    assert set(best) == {"max_horizon", "confidence_threshold", "divergence_sigma",
-                         "correction_interval", "predictor", "check_every", "horizons"}
+    # segments on, jumps off: the segment settings are in the snippet, the jump ones are not
+    assert set(best) == {"segments", "jump_every", "max_horizon", "confidence_threshold",
+                         "divergence_sigma", "correction_interval", "predictor", "check_every",
+                         "horizons"}
+    assert best["segments"] is True and best["jump_every"] == 0
     HybridConfig.from_dict(best)                           # the snippet is a valid config
     best_trial = min(study.trials, key=lambda t: t.value)
     assert best["predictor"] == best_trial.params["predictor"]
+
+
+def _space(**narrow):
+    from hybrid_predict_trainer.cli.schema import SweepSection
+    from hybrid_predict_trainer.cli.sweep import search_space
+    return search_space(SweepSection(objective="val_loss", space=narrow))
+
+
+def test_segment_settings_are_searched_only_when_segments_are_on():
+    from hybrid_predict_trainer.cli.sweep import changed_settings, suggest
+
+    base = HybridConfig()
+    # FixedTrial raises on any parameter it is asked for and was not given: so these trials
+    # prove which settings each branch draws
+    off = optuna.trial.FixedTrial({"segments": False, "jump_every": 5, "divergence_sigma": 3.0,
+                                   "jump_check": "guard", "jump_alpha": 0.6})
+    cfg = suggest(off, _space(), base)
+    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha) == (
+        False, 5, "guard", 0.6)
+    assert cfg.max_horizon == base.max_horizon and cfg.predictor == base.predictor
+    assert set(changed_settings(cfg)) == {"segments", "jump_every", "divergence_sigma",
+                                          "jump_check", "jump_alpha"}
+    on = optuna.trial.FixedTrial({"segments": True, "jump_every": 0, "divergence_sigma": 3.0,
+                                  "max_horizon": 8, "confidence_threshold": 0.5,
+                                  "correction_interval": 2, "predictor": "rssm",
+                                  "check_every": 2})
+    cfg = suggest(on, _space(), base)
+    assert (cfg.segments, cfg.jump_every, cfg.max_horizon, cfg.predictor) == (True, 0, 8, "rssm")
+    assert max(cfg.horizons) == 8
+    settings = changed_settings(cfg)
+    assert "jump_check" not in settings and settings["horizons"] == list(cfg.horizons)
+    HybridConfig.from_dict(settings)            # the snippet's settings form a valid config
+    with pytest.raises(ValueError):             # segments on draws the segment settings
+        suggest(optuna.trial.FixedTrial({"segments": True, "jump_every": 0,
+                                         "divergence_sigma": 3.0}), _space(), base)
+
+
+def test_a_narrowed_key_with_one_choice_is_fixed_not_searched():
+    from hybrid_predict_trainer.cli.sweep import suggest
+
+    space = _space(segments=[False], jump_every=[5], jump_check=["paired"], jump_alpha=[0.5, 0.5])
+    cfg = suggest(optuna.trial.FixedTrial({"divergence_sigma": 4.0}), space, HybridConfig())
+    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha) == (
+        False, 5, "paired", 0.5)
 
 
 def test_sweep_without_a_sweep_table_is_refused(tmp_path):

@@ -45,8 +45,9 @@ def demo(
                                          help="How the hybrid checks its jumps: 'paired' (the "
                                          "default) or 'guard' (compare the two)."),
 ) -> None:
-    """Train an MLP on real MNIST digits with plain AdamW and with the hybrid trainer, in one
-    process, and print the comparison."""
+    """Train an MLP on real MNIST digits with plain AdamW and with the hybrid trainer.
+
+    Same process, lock-step, same initial weights and batches; a comparison table follows."""
     from ..data.mnist import DataUnavailable
     from ..demo import DemoSettings, run_demo
 

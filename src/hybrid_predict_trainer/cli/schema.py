@@ -31,8 +31,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-SWEEP_KEYS = ("max_horizon", "confidence_threshold", "divergence_sigma", "correction_interval",
-              "predictor", "check_every")
+SWEEP_KEYS = ("segments", "max_horizon", "confidence_threshold", "correction_interval",
+              "predictor", "check_every", "jump_every", "jump_check", "jump_alpha",
+              "divergence_sigma")
 
 
 class _Strict(BaseModel):

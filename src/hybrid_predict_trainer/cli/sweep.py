@@ -21,15 +21,25 @@ from ..config import HybridConfig
 from ..errors import ConfigError
 from .schema import SWEEP_KEYS, SweepSection
 
-_FLOAT_KEYS = ("confidence_threshold", "divergence_sigma")
+_FLOAT_KEYS = ("confidence_threshold", "divergence_sigma", "jump_alpha")
 DEFAULT_SPACE: dict[str, list[Any]] = {
+    "segments": [False, True],
     "max_horizon": [4, 8, 16, 32],
     "confidence_threshold": [0.3, 0.8],
-    "divergence_sigma": [2.0, 6.0],
     "correction_interval": [0, 2, 4, 8],
     "predictor": ["continuation", "extrapolation", "rssm", "averaging"],
     "check_every": [1, 2, 4],
+    "jump_every": [0, 5, 10],
+    "jump_check": ["paired", "guard"],
+    "jump_alpha": [0.3, 0.8],
+    "divergence_sigma": [2.0, 6.0],
 }
+#: Searched only in trials with predicted segments on: without them these settings do nothing,
+#: and searching them would spend trials on differences that cannot exist.
+SEGMENT_KEYS = ("max_horizon", "confidence_threshold", "correction_interval", "predictor",
+                "check_every")
+#: Searched only in trials with jumps on (``jump_every`` > 0), for the same reason.
+JUMP_KEYS = ("jump_check", "jump_alpha")
 
 
 def search_space(sweep: SweepSection) -> dict[str, list[Any]]:
@@ -44,17 +54,33 @@ def search_space(sweep: SweepSection) -> dict[str, list[Any]]:
 
 
 def suggest(trial: Any, space: dict[str, list[Any]], base: HybridConfig) -> HybridConfig:
-    """One point of the space on top of the ``[hybrid]`` settings (validated)."""
+    """One point of the space on top of the ``[hybrid]`` settings (validated).
+
+    Define-by-run: the segment settings are drawn only when the trial turns segments on, the
+    jump settings only when it turns jumps on, so no trial differs from another only in
+    settings that have no effect."""
     values: dict[str, Any] = {}
-    for key, v in space.items():
+
+    def draw(key: str) -> None:
+        v = space[key]
         if key in _FLOAT_KEYS:
             values[key] = (float(v[0]) if v[0] == v[1]
                            else trial.suggest_float(key, float(v[0]), float(v[1])))
         else:
             values[key] = v[0] if len(v) == 1 else trial.suggest_categorical(key, list(v))
+
+    for key in ("segments", "jump_every", "divergence_sigma"):
+        draw(key)
+    if values["segments"]:
+        for key in SEGMENT_KEYS:
+            draw(key)
+    if values["jump_every"]:
+        for key in JUMP_KEYS:
+            draw(key)
     cfg = base.model_dump()
     cfg.update(values)
-    cfg["horizons"] = _horizons(base, int(values["max_horizon"]))
+    if values["segments"]:
+        cfg["horizons"] = _horizons(base, int(values["max_horizon"]))
     return HybridConfig.from_dict(cfg)
 
 
@@ -67,11 +93,16 @@ def _horizons(base: HybridConfig, max_h: int) -> list[int]:
     return arms if arms and arms[-1] == max_h else arms + [max_h]
 
 
-def changed_settings(cfg: HybridConfig, space: dict[str, list[Any]]) -> dict[str, Any]:
-    """The searched keys of ``cfg`` (plus horizons), for the TOML snippet."""
-    out = {k: getattr(cfg, k) for k in space}
-    out["horizons"] = list(cfg.horizons)
-    return out
+def changed_settings(cfg: HybridConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` that the search decides and that take effect, for the TOML
+    snippet: the segment settings (with horizons) only when segments are on, the jump
+    settings only when jumps are on."""
+    keys = ["segments", "jump_every", "divergence_sigma"]
+    if cfg.segments:
+        keys += [*SEGMENT_KEYS, "horizons"]
+    if cfg.jump_every:
+        keys += list(JUMP_KEYS)
+    return {k: (list(v) if isinstance(v := getattr(cfg, k), tuple) else v) for k in keys}
 
 
 def toml_snippet(settings: dict[str, Any], comment: str) -> str:

@@ -36,8 +36,11 @@ def sweep(
 ) -> None:
     """Optuna search over the hybrid settings; prints the best settings as a TOML snippet.
 
-    Searched: max_horizon, confidence_threshold, divergence_sigma, correction_interval,
-    predictor, check_every. The study is stored in RUN_DIR/sweep/sweep.db (rerun to add trials).
+    Searches segments on/off, jumps (jump_every, jump_check, jump_alpha) and divergence_sigma.
+
+    The segment settings (max_horizon, predictor, ...) only in trials with segments on.
+
+    The study is stored in RUN_DIR/sweep/sweep.db; rerun the command to add trials.
     """
     console = Console()
     try:
@@ -88,7 +91,7 @@ def _trial(trial: Any, loaded: LoadedConfig, sw: SweepSection, space: dict[str, 
     import optuna
 
     cfg = suggest(trial, space, loaded.hybrid)
-    trial.set_user_attr("hybrid", changed_settings(cfg, space))
+    trial.set_user_attr("hybrid", changed_settings(cfg))
     tdir = folder / f"trial-{trial.number:04d}"
     tdir.mkdir(parents=True, exist_ok=True)
     session = open_session(loaded, hybrid=cfg, run_dir=tdir)
