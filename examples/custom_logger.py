@@ -43,7 +43,7 @@ def main(steps: int = 60, out: TextIO = sys.stdout) -> RunningStats:
     x, y = x[perm][:steps * 64], y[perm][:steps * 64]
     model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
-                            HybridConfig(warmup_steps=10, full_steps=5, monitor=False))
+                            HybridConfig(warmup_steps=10, monitor=False))
     stats = RunningStats()
     trainer.add_hook(stats)                     # first: the logger reads its totals
     trainer.add_hook(CsvLogger(out, stats))

@@ -48,3 +48,27 @@ def test_from_dict_round_trip_and_type_check():
     assert HybridConfig.from_dict(cfg.model_dump()) == cfg
     with pytest.raises(ConfigError, match="expected a table"):
         HybridConfig.from_dict([("max_horizon", 8)])  # type: ignore[arg-type]
+
+
+def test_settings_that_cannot_act_are_named_with_their_switch():
+    assert HybridConfig().inert_settings() == {}
+    # segments are off by default: a changed segment setting would silently do nothing
+    cfg = HybridConfig(confidence_threshold=0.7, predictor="rssm", warmup_steps=5)
+    assert cfg.inert_settings() == {"confidence_threshold": "segments=True",
+                                    "predictor": "segments=True"}
+    assert HybridConfig(segments=True, confidence_threshold=0.7).inert_settings() == {}
+    # a value equal to the default changes nothing either way, so it is not reported
+    assert HybridConfig(confidence_threshold=0.55).inert_settings() == {}
+    off = HybridConfig(jump_every=0, jump_alpha=0.3, jump_check="guard")
+    assert off.inert_settings() == {"jump_check": "jump_every > 0", "jump_alpha": "jump_every > 0"}
+    assert HybridConfig(jump_alpha=0.3).inert_settings() == {}
+
+
+def test_every_listed_setting_is_a_field():
+    from hybrid_predict_trainer.config import JUMP_SETTINGS, SEGMENT_SETTINGS
+
+    fields = set(HybridConfig.model_fields)
+    assert set(SEGMENT_SETTINGS) <= fields and set(JUMP_SETTINGS) <= fields
+    assert not set(SEGMENT_SETTINGS) & set(JUMP_SETTINGS)
+    assert {"segments", "jump_every", "warmup_steps", "divergence_sigma"}.isdisjoint(
+        set(SEGMENT_SETTINGS) | set(JUMP_SETTINGS))

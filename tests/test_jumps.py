@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hybrid_predict_trainer import HybridConfig, HybridTrainer
+from hybrid_predict_trainer import HybridConfig, HybridTrainer, HybridWarning
 from hybrid_predict_trainer.predictors.slow_weights import SlowWeights
 
 # no predicted segments (the gate never opens), so every step is a real one
-NO_SEGMENTS = dict(monitor=False, confidence_threshold=1.0, warmup_steps=5, full_steps=3,
-                   cost_model="fixed")
+NO_SEGMENTS = dict(monitor=False, warmup_steps=5)   # segments are off by default
 
 
 def _problem(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -379,7 +378,9 @@ def test_jump_every_zero_turns_jumps_off():
 
 def test_segments_off_leaves_only_real_steps_and_jumps():
     model, x, y = _problem(8)
-    trainer = _trainer(model, lr=0.05, segments=False, confidence_threshold=0.0)
+    # a gate that would always open changes nothing with segments off, and the trainer says so
+    with pytest.warns(HybridWarning, match="confidence_threshold has no effect"):
+        trainer = _trainer(model, lr=0.05, segments=False, confidence_threshold=0.0)
     results = [trainer.step(lambda: F.mse_loss(model(x), y)) for _ in range(40)]
     assert all(r.backward and not r.predicted for r in results)
     checked = sum(r.jumped is not None for r in results)

@@ -393,3 +393,54 @@ def test_gradients_left_on_the_parameters_never_reach_the_step():
         return loss
     with pytest.raises(LossError, match="ran backward"):
         trainer.step(runs_backward_itself)
+
+
+def _changed(keys):
+    """A valid non-default value for each of ``keys``."""
+    d = HybridConfig()
+    special = {"predictor": "extrapolation", "horizons": [2, 32], "max_horizon": 32,
+               "confidence_weights": {"agreement": 0.5, "accuracy": 0.25, "stability": 0.25},
+               "cost_model": "fixed", "jump_check": "guard", "rssm_rank": 2}
+    out = {}
+    for k in keys:
+        v = getattr(d, k)
+        out[k] = (special[k] if k in special else not v if isinstance(v, bool)
+                  else v + 1 if isinstance(v, int) else v * 0.5 if v else 0.1)
+    return out
+
+
+@pytest.mark.parametrize("base, keys", [
+    ({}, "SEGMENT_SETTINGS"),                       # segments off: the default
+    ({"jump_every": 0}, "JUMP_SETTINGS"),           # jumps off
+])
+def test_inert_settings_change_nothing_and_are_reported(mnist_small, base, keys):
+    """What inert_settings() reports must really be unread: training with every one of them
+    changed ends on bit-identical weights, and the trainer warns about each."""
+    from hybrid_predict_trainer import config as config_module
+
+    keys = getattr(config_module, keys)
+    changed = _changed(keys)
+    xtr, ytr, _, _ = mnist_small
+    finals = []
+    for cfg in (HybridConfig(monitor=False, **base),
+                HybridConfig(monitor=False, **base, **changed)):
+        assert set(cfg.inert_settings()) == (set(keys) if cfg.inert_settings() else set())
+        model = make_mlp(0)
+        opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = HybridTrainer(model, opt, cfg)
+        said = [str(w.message) for w in caught if issubclass(w.category, HybridWarning)]
+        assert bool(said) == bool(cfg.inert_settings())
+        assert all(k in " ".join(said) for k in cfg.inert_settings())
+        for xb, yb in batches(xtr, ytr, 3):     # 30 steps: six jumps, when they are on
+            trainer.step(lambda: F.cross_entropy(model(xb), yb))
+        finals.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(finals[0], finals[1])
+
+
+def test_a_predictor_object_with_segments_off_is_reported():
+    model = make_mlp(0)
+    with pytest.warns(HybridWarning, match="the predictor passed to HybridTrainer"):
+        HybridTrainer(model, torch.optim.AdamW(model.parameters()), HybridConfig(monitor=False),
+                      predictor=ContinuationPredictor())

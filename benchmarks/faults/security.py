@@ -280,7 +280,7 @@ def runtime_without_network(workdir: Path) -> dict[str, Any]:
                 warnings.simplefilter("ignore")
                 trainer = HybridTrainer(model, opt, HybridConfig(
                     warmup_steps=3, full_steps=2, confidence_threshold=0.0,
-                    cost_model="fixed"))
+                    cost_model="fixed", segments=True))
                 for i in range(12):
                     xb, yb = xtr[i * 50:(i + 1) * 50], ytr[i * 50:(i + 1) * 50]
                     trainer.step(lambda xb=xb, yb=yb: F.cross_entropy(model(xb), yb))

@@ -197,6 +197,20 @@ class HybridConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1,
                       description="Seed for the predictor's own randomness (RSSM init).")
 
+    def inert_settings(self) -> dict[str, str]:
+        """Settings changed from their defaults that this configuration never reads, each
+        with the switch that would make it act. Why: predicted segments are off by default, so
+        a tuned ``confidence_threshold`` or ``predictor`` would otherwise change nothing and
+        say nothing (and likewise the jump settings with ``jump_every=0``)."""
+        groups = []
+        if not self.segments:
+            groups.append((SEGMENT_SETTINGS, "segments=True"))
+        if self.jump_every == 0:
+            groups.append((JUMP_SETTINGS, "jump_every > 0"))
+        fields = type(self).model_fields
+        return {key: switch for keys, switch in groups for key in keys
+                if getattr(self, key) != fields[key].get_default(call_default_factory=True)}
+
     @model_validator(mode="before")
     @classmethod
     def _unknown_keys(cls, data: Any) -> Any:
@@ -263,6 +277,19 @@ class HybridConfig(BaseModel):
         if not isinstance(data, dict):
             raise ConfigError(f"HybridConfig: expected a table/dict, got {type(data).__name__}")
         return cls(**data)
+
+
+#: Settings read only by predicted segments (``segments=True``); the jumps use none of them.
+SEGMENT_SETTINGS = (
+    "predictor", "full_steps", "correct_steps", "max_horizon", "horizons", "check_every",
+    "accept_margin", "full_batch", "correction_interval", "rollback_tolerance",
+    "confidence_threshold", "confidence_weights", "unreachable_after", "bandit",
+    "bandit_alpha", "bandit_penalty", "auto_off_min_segments", "cost_model",
+    "fixed_predicted_cost", "continuation_beta", "extrapolation_window", "averaging_beta",
+    "averaging_window", "rssm_members", "rssm_rank", "rssm_window", "rssm_hidden")
+#: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
+JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
+                 "jump_grace", "jump_grace_tolerance", "jump_alpha")
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -88,6 +88,7 @@ class HybridTrainer:
                               f"{type(optimizer).__name__}")
         self.model, self.optimizer, self.config = model, optimizer, config
         self._check_optimizer()
+        self._warn_inert(predictor is not None)
         self.flat = FlatParams(self._owned_params())
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
@@ -162,6 +163,22 @@ class HybridTrainer:
             warnings.warn(f"optimizer: {type(opt).__name__} is untested with HybridTrainer; "
                           "predictors use its observed updates as a black box (SGD, Adam and "
                           "AdamW are tested)", HybridWarning, stacklevel=3)
+
+    def _warn_inert(self, own_predictor: bool) -> None:
+        """Say which of the user's settings this configuration will never read."""
+        inert = self.config.inert_settings()
+        if own_predictor and not self.config.segments:
+            inert["the predictor passed to HybridTrainer"] = "segments=True"
+        by_switch: dict[str, list[str]] = {}
+        for key, switch in inert.items():
+            by_switch.setdefault(switch, []).append(key)
+        for switch, keys in by_switch.items():
+            what = "predicted segments" if switch == "segments=True" else "the jumps"
+            warnings.warn(f"config: {', '.join(keys)} {'has' if len(keys) == 1 else 'have'} "
+                          f"no effect: only {what} use {'it' if len(keys) == 1 else 'them'}, "
+                          f"and they are off; set {switch} or leave "
+                          f"{'it' if len(keys) == 1 else 'them'} out", HybridWarning,
+                          stacklevel=3)
 
     def _owned_params(self) -> list[torch.nn.Parameter]:
         model_ids = {id(p) for p in self.model.parameters()}

@@ -100,8 +100,8 @@ def test_report_of_a_trainer_metrics_file(mnist_small, tmp_path):
                                 torch.nn.Linear(16, 10))
     path = tmp_path / "m.jsonl"
     trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
-                            HybridConfig(warmup_steps=5, full_steps=3, confidence_threshold=0.0,
-                                         auto_off=False, metrics_path=str(path)))
+                            HybridConfig(warmup_steps=5, auto_off=False,
+                                         metrics_path=str(path)))
     for i in range(30):
         xb, yb = xtr[i * 30:(i + 1) * 30], ytr[i * 30:(i + 1) * 30]
         trainer.step(lambda: F.cross_entropy(model(xb), yb))
