@@ -379,7 +379,7 @@ def test_jump_every_zero_turns_jumps_off():
 def test_segments_off_leaves_only_real_steps_and_jumps():
     model, x, y = _problem(8)
     # a gate that would always open changes nothing with segments off, and the trainer says so
-    with pytest.warns(HybridWarning, match="confidence_threshold has no effect"):
+    with pytest.warns(HybridWarning, match="confidence_threshold: no effect while predicted segments are off"):
         trainer = _trainer(model, lr=0.05, segments=False, confidence_threshold=0.0)
     results = [trainer.step(lambda: F.mse_loss(model(x), y)) for _ in range(40)]
     assert all(r.backward and not r.predicted for r in results)

@@ -173,11 +173,9 @@ class HybridTrainer:
         for key, switch in inert.items():
             by_switch.setdefault(switch, []).append(key)
         for switch, keys in by_switch.items():
-            what = "predicted segments" if switch == "segments=True" else "the jumps"
-            warnings.warn(f"config: {', '.join(keys)} {'has' if len(keys) == 1 else 'have'} "
-                          f"no effect: only {what} use {'it' if len(keys) == 1 else 'them'}, "
-                          f"and they are off; set {switch} or leave "
-                          f"{'it' if len(keys) == 1 else 'them'} out", HybridWarning,
+            what = "predicted segments are" if switch == "segments=True" else "the jumps are"
+            warnings.warn(f"config: {', '.join(keys)}: no effect while {what} off; set {switch} "
+                          f"or leave {'it' if len(keys) == 1 else 'them'} out", HybridWarning,
                           stacklevel=3)
 
     def _owned_params(self) -> list[torch.nn.Parameter]:

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import HybridConfig
+from ..config import JUMP_SETTINGS, SEGMENT_SETTINGS, HybridConfig
 from ..errors import ConfigError
 from .schema import SWEEP_KEYS, SweepSection
 
@@ -36,10 +36,9 @@ DEFAULT_SPACE: dict[str, list[Any]] = {
 }
 #: Searched only in trials with predicted segments on: without them these settings do nothing,
 #: and searching them would spend trials on differences that cannot exist.
-SEGMENT_KEYS = ("max_horizon", "confidence_threshold", "correction_interval", "predictor",
-                "check_every")
+SEGMENT_KEYS = tuple(k for k in SWEEP_KEYS if k in SEGMENT_SETTINGS)
 #: Searched only in trials with jumps on (``jump_every`` > 0), for the same reason.
-JUMP_KEYS = ("jump_check", "jump_alpha")
+JUMP_KEYS = tuple(k for k in SWEEP_KEYS if k in JUMP_SETTINGS)
 
 
 def search_space(sweep: SweepSection) -> dict[str, list[Any]]:
