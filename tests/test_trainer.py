@@ -279,6 +279,12 @@ def test_a_run_that_never_predicts_says_why(mnist_small):
     _, short, _ = train(dict(monitor=False), (mnist_small[0][:300], mnist_small[1][:300],
                                               None, None), epochs=1)
     assert "before warmup_steps + full_steps" in short.summary()["never_predicted_reason"]
+    # with segments off (the default) that is the reason, however short the run
+    model = make_mlp(0)
+    off = HybridTrainer(model, torch.optim.AdamW(model.parameters()), HybridConfig(monitor=False))
+    xb, yb = mnist_small[0][:50], mnist_small[1][:50]
+    off.step(lambda: F.cross_entropy(model(xb), yb))
+    assert "segments are off" in off.summary()["never_predicted_reason"]
 
 
 def test_auto_off_stays_in_full_when_prediction_does_not_pay(mnist_small):

@@ -279,13 +279,13 @@ class HybridTrainer:
         if self.stats.predicted_steps:
             return None
         cfg = self.config
-        if self.stats.steps < cfg.warmup_steps + cfg.full_steps:
-            return (f"the run ended after {self.stats.steps} steps, before warmup_steps + "
-                    f"full_steps = {cfg.warmup_steps + cfg.full_steps} real steps were done")
-        if not cfg.segments:
+        if not cfg.segments:   # first: with segments off, the run's length is not the reason
             return ("predicted segments are off (segments=False): every step is a real one"
                     + ("; the predicted updates are the checked jumps onto the slow weights"
                        if self.jumps is not None else ""))
+        if self.stats.steps < cfg.warmup_steps + cfg.full_steps:
+            return (f"the run ended after {self.stats.steps} steps, before warmup_steps + "
+                    f"full_steps = {cfg.warmup_steps + cfg.full_steps} real steps were done")
         if self._auto_off_reason:
             return self._auto_off_reason
         if not self.predictor.ready():
