@@ -162,9 +162,9 @@ class HybridConfig(BaseModel):
         2, ge=0, le=100, description="With jump_check='paired': once this many paired checks "
         "in a row kept their jump, only every `jump_trust`-th jump runs a paired check (then "
         "fewer and fewer: `jump_trust_max_gap`) and the ones between are guard-checked (no "
-        "extra forward); a paired check that rejects its "
-        "jump, or a guard that catches a blow-up, returns to checking every jump. Where jumps "
-        "keep paying, this saves most checks' forwards and weight swaps. 0: every jump paired.")
+        "extra forward); a paired check that rejects its jump, or a guard that catches a "
+        "blow-up, returns to checking every jump. Where jumps keep paying, this saves most "
+        "checks' forwards and weight swaps. 0: every jump paired.")
     jump_trust_max_gap: int = Field(
         8, ge=1, le=1000, description="With `jump_trust` >= 2: after the first `jump_trust` "
         "kept paired checks, the number of guard-checked jumps between two paired checks "
