@@ -3,7 +3,7 @@
 Why pydantic: it gives typed, range-checked fields and JSON/TOML round trips for free. We wrap
 its errors so that a bad value produces one line naming the field and the fix, and an unknown
 key lists the valid ones (a silently ignored flag once cost a real team a model in a
-comparison; see docs/failure-cases in the README).
+comparison).
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ class HybridConfig(BaseModel):
         "forecast is an EMA of real updates with this decay (0 replays the last update). "
         "Longer averages track the validation loss better in isolation "
         "(python -m benchmarks.predictor_probe), but through the paired checks 0.95 did not "
-        "beat 0.5 on final quality in our runs (docs/design.md).")
+        "beat 0.5 on final quality in an earlier version's runs (docs/design.md).")
     extrapolation_window: int = Field(
         8, ge=2, le=64, description="Updates kept by the extrapolation predictor "
         "(memory: this many parameter copies).")

@@ -31,7 +31,12 @@ class FlatParams:
                               "move the model to one device (model parallel is not supported)")
         self.device = self.params[0].device
         dtypes = {p.dtype for p in self.params}
-        self.dtype = self.params[0].dtype if len(dtypes) == 1 else torch.float32
+        # mixed dtypes: buffers in the widest, so a copy (jump, undo, snapshot) never rounds
+        # a float64 parameter to float32
+        widest = self.params[0].dtype
+        for d in dtypes:
+            widest = torch.promote_types(widest, d)
+        self.dtype = widest if widest.is_floating_point else torch.float32
         self._fused = len(dtypes) == 1
         # the common case, checked once: one float32 dtype on the CPU (see grad_norm)
         self._cpu_f32 = (self._fused and self.dtype == torch.float32

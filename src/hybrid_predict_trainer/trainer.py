@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import random
 import time
 import warnings
@@ -90,6 +91,7 @@ class HybridTrainer:
         self._check_optimizer()
         self._warn_inert(predictor is not None)
         self.flat = FlatParams(self._owned_params())
+        self._owned_ids = self._trainable_ids()
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
         self.collective: Collective = collective or LocalCollective()
@@ -115,6 +117,10 @@ class HybridTrainer:
         self.phase = Phase.WARMUP
         self._phase_steps = 0
         self._fatal: str | None = None
+        self._closed = False
+        # check forwards must not move running statistics (BatchNorm): only models that have
+        # buffers pay for keeping them
+        self._has_buffers = any(True for _ in model.buffers())
         # Only predicted segments read the real updates, so these three parameter copies are
         # allocated by the first step that records one (never with segments=False).
         self._prev: torch.Tensor | None = None   # parameters before the last real step
@@ -197,6 +203,23 @@ class HybridTrainer:
                               "requires_grad=False); unfreeze at least one parameter")
         return params
 
+    def _trainable_ids(self) -> tuple[int, ...]:
+        return tuple(id(p) for g in self.optimizer.param_groups for p in g["params"]
+                     if p.requires_grad)
+
+    def _check_params_unchanged(self) -> None:
+        """The trainer's copies (slow weights, snapshots, undo buffers) and its NaN checks
+        cover the parameters it was built with; a parameter unfrozen or added later would
+        train outside all of them, silently. Checked before every step (a few microseconds)."""
+        now = self._trainable_ids()
+        if now != self._owned_ids:
+            raise ConfigError(
+                f"optimizer: its trainable parameters changed since HybridTrainer was built "
+                f"({len(self._owned_ids)} then, {len(now)} now: a parameter was unfrozen, "
+                "frozen, or added with add_param_group); the trainer's weight copies and NaN "
+                "checks cover only the ones it was built with. Build a new HybridTrainer "
+                "after the change (its weights and optimizer state carry over)")
+
     def _attach_monitor(self) -> Any:
         try:
             from .monitor import watch
@@ -209,12 +232,17 @@ class HybridTrainer:
     # ------------------------------------------------------------------ public API
     def step(self, closure: Closure) -> StepResult:
         """Run one training step. See the module docstring for what each phase does."""
+        if self._closed:
+            raise TrainerStateError("step: the trainer was closed (close(), or the end of its "
+                                    "with-block); build a new HybridTrainer and load a "
+                                    "checkpoint into it to train on")
         if self._fatal is not None:
             raise TrainerStateError(f"step: the trainer stopped after a fatal error ({self._fatal})"
                                     "; load a checkpoint with trainer.load(path) to continue")
         if not callable(closure):
             raise LossError(f"step: expected a closure returning the loss, got "
                             f"{type(closure).__name__}; write trainer.step(lambda: loss_fn(model(x), y))")
+        self._check_params_unchanged()
         t0 = time.perf_counter()
         self._work_s = 0.0
         self._rolled_now = False
@@ -327,7 +355,11 @@ class HybridTrainer:
         return own + slow + pred
 
     def close(self) -> None:
-        """Flush logs and detach the monitor's hooks."""
+        """Flush logs and detach the monitor's hooks. Idempotent; the trainer takes no step
+        after it."""
+        if self._closed:
+            return
+        self._closed = True
         if self._writer is not None:
             self._writer.write({"type": "summary", **self.summary()})
             self._writer.close()
@@ -366,8 +398,23 @@ class HybridTrainer:
                             "a scalar (e.g. loss.mean()) - a non-scalar loss is often a shape "
                             "broadcast bug such as (N,) against (N, 1)")
         if grad and not out.requires_grad:
-            raise LossError("closure: the loss does not require grad (computed under no_grad, "
-                            "detached, or the model has no trainable parameters in the graph)")
+            raise LossError("closure: the loss does not require grad (computed under no_grad "
+                            "or inference_mode, detached, or the model has no trainable "
+                            "parameters in the graph)")
+        if out.is_complex():
+            raise LossError("closure: returned a complex loss; return a real scalar (e.g. "
+                            "loss.abs() or loss.real)")
+        for name, value in comps.items():   # checked now: before backward and the step
+            if torch.is_tensor(value):
+                ok = value.numel() == 1 and not value.is_complex()
+                shape = f"shape {tuple(value.shape)}"
+            else:
+                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+                shape = f"type {type(value).__name__}"
+            if not ok:
+                raise LossError(f"closure: loss component '{name}' has {shape}; components "
+                                "must be real scalar tensors or numbers, e.g. "
+                                "(loss, {'ce': ce.detach(), 'mse': mse.detach()})")
         return out, comps
 
     def _agreed(self, value: float) -> float:
@@ -418,6 +465,7 @@ class HybridTrainer:
             else:
                 self.flat.read_into(self._prev)
         self._cur_valid = False
+        kept = self._buffers_save()   # a redone graded forward starts from these statistics
         try:
             loss_t, comps = self._call(closure, grad=True)
         except BaseException:
@@ -443,6 +491,7 @@ class HybridTrainer:
                 if not lean:
                     self._prev.copy_(land)  # type: ignore[arg-type]
                 self._rng_set(rng)   # same dropout masks as the check
+                self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         rolled_back = False
@@ -454,6 +503,7 @@ class HybridTrainer:
                 rolled_back = True
                 if not lean:
                     self.flat.read_into(self._prev)
+                self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         early: Transition | None = None
@@ -473,6 +523,7 @@ class HybridTrainer:
                                    force=True)
                 if not lean:
                     self.flat.read_into(self._prev)
+                self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         if probe_before is not None and not rolled_back:
@@ -781,6 +832,7 @@ class HybridTrainer:
         if is_check:
             at_anchor = seg["anchor_i"] == i
             rng = self._rng_get()
+            kept = self._buffers_save()   # the check's forwards leave the statistics alone
             if not at_anchor:
                 if self._scratch is None:
                     self._scratch = self.flat.new_buffer()
@@ -803,7 +855,9 @@ class HybridTrainer:
                 # the user's closure raised: put the weights back where this step found them
                 self.flat.write_from(self._anchor if at_anchor else self._scratch)
                 self._rng_set(rng)
+                self._buffers_load(kept)
                 raise
+            self._buffers_load(kept)
             before, after = self.collective.mean([before, after])
             self.stats.forward_checks += 1
             loss_val = after
@@ -985,6 +1039,7 @@ class HybridTrainer:
             self.flat.read_into(self._scratch)
             back = self._scratch
         rng = self._rng_get()
+        kept = self._buffers_save()
         if weights is not None:
             self.flat.write_from(weights)
         try:
@@ -992,6 +1047,7 @@ class HybridTrainer:
         finally:  # a closure that raises must not leave the model at the probe's weights
             self.flat.write_from(back)
             self._rng_set(rng)
+            self._buffers_load(kept)
         self.stats.forward_checks += 1
         return self._agreed(value)
 
@@ -1023,7 +1079,13 @@ class HybridTrainer:
 
     def _restore(self, sig: Signal) -> Transition:
         if self._last_checkpoint is not None and self._last_checkpoint.is_file():
+            # the weights and the optimizer go back; the run's record does not: its counters,
+            # transitions and signals stay monotone (step numbers never repeat)
+            record = copy.deepcopy(self.stats.state_dict())
+            transitions, signals = self.transitions, self.signals
             self.load(self._last_checkpoint)
+            self.stats.load_state_dict(record)
+            self.transitions, self.signals = transitions, signals
             self._rolled_now = True
             how = f"restored checkpoint '{self._last_checkpoint}'"
         elif self._snapshot is not None:
@@ -1073,6 +1135,19 @@ class HybridTrainer:
     def _context(self, report: Any) -> np.ndarray:
         c = report.components
         return np.array([1.0, report.score, c["accuracy"], c["agreement"]])
+
+    def _buffers_save(self) -> list[torch.Tensor] | None:
+        """The model's buffers (BatchNorm running statistics), kept before a forward that
+        must leave no trace: a check, or a graded forward that may be redone."""
+        if not self._has_buffers:
+            return None
+        return [b.detach().clone() for b in self.model.buffers()]
+
+    @torch.no_grad()
+    def _buffers_load(self, saved: list[torch.Tensor] | None) -> None:
+        if saved is not None:
+            for b, v in zip(self.model.buffers(), saved):
+                b.copy_(v)
 
     def _versions(self) -> list[int]:
         return [p._version for p in self.flat.params]

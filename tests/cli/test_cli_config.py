@@ -52,6 +52,11 @@ def write(tmp_path: Path, text: str) -> Path:
     (GOOD + "[sweep]\nobjective = 'val_loss'\n[sweep.space]\nlr = [1, 2]\n",
      "space: unknown key 'lr'; searchable keys are: segments, max_horizon"),
     ("[run\n", "not valid TOML"),
+    (GOOD + "[sweep]\nobjective = 'val_loss'\n[sweep.space]\nconfidence_threshold = [0.5, 1.5]\n",
+     "space.confidence_threshold: 1.5 is not a valid confidence_threshold (Input should "
+     "be less than or equal to 1"),
+    (GOOD + "[sweep]\nobjective = 'val_loss'\n[sweep.space]\npredictor = ['rssm', 'foo']\n",
+     "space.predictor: 'foo' is not a valid predictor"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, text, expected):
     with pytest.raises(ConfigError) as info:

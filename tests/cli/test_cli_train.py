@@ -105,6 +105,23 @@ def test_existing_run_is_not_overwritten_and_finished_run_extends(reference, tmp
     assert json.loads((copy / "state.json").read_text())["position"]["epoch"] == 3
 
 
+def test_resume_keeps_the_budget_the_run_was_given_on_the_command_line(tmp_path):
+    cfg = write_task(tmp_path / "cfg")
+    run = tmp_path / "short"
+    first = CliRunner().invoke(app, ["train", str(cfg), "--run-dir", str(run),
+                                     "--max-steps", "10", "-q"])
+    assert first.exit_code == 0, first.output
+    assert json.loads((run / "state.json").read_text())["budget"] == {"epochs": 2,
+                                                                    "max_steps": 10}
+    again = CliRunner().invoke(app, ["train", "--resume", str(run), "-q"])   # no flags
+    assert again.exit_code == 0, again.output
+    assert [r["step"] for r in read_run(run).steps] == list(range(10))   # not the config's
+    more = CliRunner().invoke(app, ["train", "--resume", str(run), "--max-steps", "14", "-q"])
+    assert more.exit_code == 0, more.output                              # 2 epochs (24)
+    assert [r["step"] for r in read_run(run).steps] == list(range(14))
+    assert json.loads((run / "state.json").read_text())["budget"]["max_steps"] == 14
+
+
 def test_ctrl_c_saves_and_resume_continues_bit_identically(reference, tmp_path):
     cfg = write_task(tmp_path / "cfg")
     run = tmp_path / "interrupted"

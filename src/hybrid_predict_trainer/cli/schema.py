@@ -104,6 +104,14 @@ class SweepSection(_Strict):
         for k, v in self.space.items():
             if not v:
                 raise ValueError(f"space.{k}: empty list; give [low, high] or choices")
+            for value in v:   # now, not when a trial happens to draw it after good ones ran
+                try:
+                    HybridConfig(**{k: value})
+                except ConfigError as exc:
+                    own = f"HybridConfig: {k}: "
+                    if str(exc).startswith(own):   # the value itself, not a rule between keys
+                        raise ValueError(f"space.{k}: {value!r} is not a valid {k} "
+                                         f"({str(exc)[len(own):]})") from None
         return self
 
 

@@ -27,10 +27,10 @@ from .sweep import changed_settings, search_space, storage_url, suggest, toml_sn
 
 
 def sweep(
-    config: Path = typer.Argument(..., help="The run's TOML file, with a [sweep] table."),
+    config: Path = typer.Argument(..., help="The run's TOML file, with a \\[sweep] table."),
     trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1,
-                                         help="Trials to run now (default: [sweep] trials)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Override [run] run_dir; "
+                                         help="Trials to run now (default: \\[sweep] trials)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Override \\[run] run_dir; "
                                            "the study goes to RUN_DIR/sweep."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the best settings."),
 ) -> None:

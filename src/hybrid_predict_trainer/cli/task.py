@@ -191,6 +191,11 @@ def as_task(obj: Any, where: str = "entry") -> Task:
     if obj.scheduler is not None and not callable(getattr(obj.scheduler, "step", None)):
         raise ConfigError(f"{where}(): task.scheduler has no step() method; pass a "
                           "torch.optim.lr_scheduler object or None")
+    if isinstance(obj.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ConfigError(f"{where}(): task.scheduler is ReduceLROnPlateau, whose step() needs "
+                          "a metric; hpt steps the scheduler after every training step with "
+                          "none. Use a schedule that needs no metric (e.g. CosineAnnealingLR), "
+                          "or set scheduler=None")
     return obj
 
 

@@ -1,7 +1,7 @@
 """``hpt train CONFIG.toml`` and ``hpt train --resume RUN_DIR``.
 
 Ctrl-C once (or SIGTERM): the current step finishes, a checkpoint is written and the command
-exits with code 130; ``hpt train --resume RUN_DIR`` continues from the same batch. Ctrl-C
+exits with code 130; ``hpt train --resume RUN_DIR`` continues at the next batch. Ctrl-C
 twice: abort without saving. Under torchrun the stop is voted: one rank's signal stops all.
 Exit codes: 0 finished (or target reached), 2 bad input, 3 stopped by the health monitor
 (``[hybrid] monitor_policy = "stop"``), 130 interrupted.
@@ -39,11 +39,11 @@ def train(
                                             show_default=False),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this "
                                           "folder from its latest checkpoint."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override [run] epochs "
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override \\[run] epochs "
                                          "(e.g. to extend a finished run with --resume)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
-                                            help="Override [run] max_steps."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Override [run] run_dir "
+                                            help="Override \\[run] max_steps."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Override \\[run] run_dir "
                                            "(relative to the current directory)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the "
                                    "run folder."),
@@ -82,6 +82,10 @@ def run_train(console: Console, config: Path | None, resume: Path | None, epochs
     else:
         loaded = load_config(config)  # type: ignore[arg-type]
         files = RunFiles(run_dir.resolve() if run_dir is not None else loaded.run_dir())
+    if resume is not None and isinstance(state.get("budget"), dict):
+        # the budget the run was started (or last resumed) with, flags included
+        loaded = _set_budget(loaded, state["budget"].get("epochs"),
+                             state["budget"].get("max_steps"))
     loaded = _override_budget(loaded, epochs, max_steps)
     if resume is None and files.is_run() and not overwrite:     # before any work, on every rank
         raise ConfigError(f"run_dir: '{files.root}' already holds a run; continue it with "
@@ -91,6 +95,9 @@ def run_train(console: Console, config: Path | None, resume: Path | None, epochs
     if resume is None and session.dist.is_main:
         files.clear()
         files.start(loaded.text, loaded.base_dir)
+    if session.dist.is_main:   # a later --resume keeps this budget unless told otherwise
+        files.update_state(budget={"epochs": loaded.file.run.epochs,
+                                   "max_steps": loaded.file.run.max_steps})
     position = Position()
     if resume is not None:
         position = files.load_checkpoint(session.trainer, session.task.scheduler)
@@ -102,9 +109,14 @@ def _override_budget(loaded: LoadedConfig, epochs: int | None, max_steps: int | 
                      ) -> LoadedConfig:
     if epochs is None and max_steps is None:
         return loaded
-    run = loaded.file.run.model_copy(update={k: v for k, v in
-                                             (("epochs", epochs), ("max_steps", max_steps))
-                                             if v is not None})
+    run = loaded.file.run
+    return _set_budget(loaded, run.epochs if epochs is None else epochs,
+                       run.max_steps if max_steps is None else max_steps)
+
+
+def _set_budget(loaded: LoadedConfig, epochs: int | None, max_steps: int | None
+                ) -> LoadedConfig:
+    run = loaded.file.run.model_copy(update={"epochs": epochs, "max_steps": max_steps})
     file = loaded.file.model_copy(update={"run": run})
     return LoadedConfig(file, loaded.hybrid, loaded.path, loaded.base_dir, loaded.text)
 

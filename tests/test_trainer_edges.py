@@ -1,0 +1,181 @@
+"""Edge cases a real training loop meets: bad loss components, parameters unfrozen mid-run,
+mixed precision parameters, BatchNorm statistics, restores from checkpoints, a closed
+trainer. Each one used to fail quietly or half-way through a step."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybrid_predict_trainer import (ConfigError, HybridConfig, HybridTrainer, LossError,
+                                    TrainerStateError)
+from hybrid_predict_trainer.cli.task import as_task
+
+from _support import make_mlp
+
+
+def _regression(seed: int = 0, n: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 10, generator=g)
+    y = x @ torch.randn(10, 1, generator=g) + 0.1 * torch.randn(n, 1, generator=g)
+    return [(x[i:i + 32], y[i:i + 32]) for i in range(0, n, 32)]
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("value, what", [(torch.ones(3), "shape (3,)"), ("x", "type str"),
+                                         (None, "type NoneType"),
+                                         (torch.tensor(1j), "shape ()")])
+def test_a_bad_loss_component_is_refused_before_the_step(value, what):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 1)
+    trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                            HybridConfig(monitor=False))
+    data = _regression()
+    for x, y in data[:3]:
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    before = _weights(model)
+    x, y = data[3]
+    with pytest.raises(LossError, match=f"component 'a' has {re.escape(what)}"):
+        trainer.step(lambda: (F.mse_loss(model(x), y), {"a": value}))
+    assert _same(before, _weights(model))          # no backward, no optimizer step
+    assert trainer.stats.backward_passes == trainer.stats.steps == 3
+    # good components (tensors and numbers) still pass and are reported
+    r = trainer.step(lambda: (F.mse_loss(model(x), y), {"a": torch.tensor(0.5), "b": 2}))
+    assert r.components["a"] == 0.5 and r.components["b"] == 2.0
+
+
+@pytest.mark.parametrize("change", ["unfreeze", "freeze", "add_param_group"])
+def test_trainable_parameters_changed_mid_run_are_refused_before_anything_moves(change):
+    model = make_mlp(0, hidden=16)
+    extra = torch.nn.Parameter(torch.zeros(3))
+    model.register_parameter("extra", extra)       # a head added later, say
+    model[0].weight.requires_grad_(change != "unfreeze")
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if n != "extra"], lr=1e-2)
+    trainer = HybridTrainer(model, opt, HybridConfig(monitor=False))
+    x, y = torch.randn(16, 784), torch.randint(0, 10, (16,))
+    for _ in range(7):
+        trainer.step(lambda: F.cross_entropy(model(x), y))
+    if change == "unfreeze":
+        model[0].weight.requires_grad_(True)
+    elif change == "freeze":
+        model[0].weight.requires_grad_(False)
+    else:
+        opt.add_param_group({"params": [extra]})
+    before = _weights(model)
+    with pytest.raises(ConfigError, match="trainable parameters changed since HybridTrainer was "
+                                          "built .*Build a new HybridTrainer"):
+        trainer.step(lambda: F.cross_entropy(model(x), y))
+    assert _same(before, _weights(model))
+    # the documented way on: a new trainer over the same model and optimizer
+    fresh = HybridTrainer(model, opt, HybridConfig(monitor=False))
+    assert fresh.step(lambda: F.cross_entropy(model(x), y)).backward
+
+
+class _MixedPrecision(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(10, 32)
+        self.head = torch.nn.Linear(32, 1).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(x)).double())
+
+
+def test_float64_parameters_keep_their_precision_through_jumps():
+    torch.manual_seed(0)
+    model = _MixedPrecision()
+    trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                            HybridConfig(monitor=False, jump_every=5, jump_check="guard"))
+    assert trainer.flat.dtype == torch.float64
+    data = _regression()
+    for x, y in data[:5]:
+        trainer.step(lambda: F.mse_loss(model(x), y.double()))
+    # step 5 ended on the slow weights: a float32 buffer would have rounded the head
+    assert trainer.jumps is not None and trainer.jumps.accepted + trainer._jump_pending >= 1
+    head = model.head.weight.detach()
+    assert not torch.equal(head, head.float().double())
+    assert model.body.weight.dtype == torch.float32
+
+
+def _bn_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.BatchNorm1d(32),
+                               torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 1))
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(monitor=False),                                               # paired jumps
+    dict(monitor=False, jump_trust=0),                                  # a check on every jump
+    dict(monitor=False, segments=True, confidence_threshold=0.0, warmup_steps=5, full_steps=3,
+         auto_off=False, cost_model="fixed"),                          # predicted segments too
+])
+def test_check_forwards_leave_batchnorm_statistics_alone(cfg):
+    model = _bn_model()
+    trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.05),
+                            HybridConfig(**cfg))
+    data = _regression(n=512)
+    for _ in range(3):
+        for x, y in data:
+            trainer.step(lambda: F.mse_loss(model(x), y))
+    s = trainer.stats
+    assert s.forward_checks > 0                        # checks did run extra forwards
+    # one update of the running statistics per real step: the graded forward it kept
+    assert int(model[1].num_batches_tracked) == s.backward_passes + s.skipped_nonfinite
+
+
+def test_a_restore_from_a_checkpoint_keeps_the_run_record_monotone(tmp_path):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    trainer = HybridTrainer(model, torch.optim.Adam(model.parameters(), 1e-2),
+                            HybridConfig(monitor=False))
+    data = _regression(n=512)
+    steps = []
+    for i in range(60):
+        x, y = data[i % len(data)]
+        if i == 25:
+            trainer.save(tmp_path / "c25.pt")
+        if i == 45:
+            with torch.no_grad():
+                model[0].weight[0, 0] = float("inf")     # changed outside the trainer
+        steps.append(trainer.step(lambda: F.mse_loss(model(x), y)).step)
+    assert trainer.stats.rollbacks >= 1 and trainer.flat.all_finite()
+    assert any("restored checkpoint" in t.reason for t in trainer.transitions)
+    assert steps == sorted(set(steps)) and len(steps) == 60     # step numbers never repeat
+    assert trainer.stats.steps == 60 and trainer.stats.skipped_nonfinite >= 1
+
+
+def test_close_is_idempotent_and_a_closed_trainer_takes_no_step(tmp_path):
+    model = torch.nn.Linear(10, 1)
+    x, y = _regression()[0]
+    with HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                       HybridConfig(monitor=False, metrics_path=str(tmp_path / "m.jsonl"))) as t:
+        for _ in range(3):
+            t.step(lambda: F.mse_loss(model(x), y))
+    t.close()                                           # a second close is harmless
+    before = _weights(model)
+    with pytest.raises(TrainerStateError, match="closed"):
+        t.step(lambda: F.mse_loss(model(x), y))
+    assert _same(before, _weights(model))
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert sum('"type": "summary"' in line for line in lines) == 1
+
+
+def test_a_scheduler_that_needs_a_metric_is_refused_when_the_task_is_built():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    task = {"model": model, "optimizer": opt, "loss": lambda m, b: m(b).pow(2).mean(),
+            "train": [torch.ones(2, 2)],
+            "scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt)}
+    with pytest.raises(ConfigError, match="ReduceLROnPlateau, whose step\\(\\) needs a metric"):
+        as_task(task, "build")
+    task["scheduler"] = torch.optim.lr_scheduler.StepLR(opt, 10)
+    assert as_task(task, "build").scheduler is task["scheduler"]
