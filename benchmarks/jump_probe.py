@@ -9,8 +9,8 @@ the one the published run tuned for Lookahead (``--lr`` overrides it).
 
 Printed per workload: the rises of the first four jumps and the median rise of the jumps from
 step 40 on, over the seeds (positive: the jump raised the batch's loss). Run:
-``python -m benchmarks.jump_probe`` (about a minute for all four workloads); ``--workloads``,
-``--seeds``, ``--lr`` change the setting.
+``python -m benchmarks.jump_probe`` (a few minutes for all four workloads on two cores);
+``--workloads``, ``--seeds``, ``--lr`` change the setting.
 """
 from __future__ import annotations
 
