@@ -29,6 +29,8 @@ def test_unknown_key_lists_valid_keys_and_suggests():
      "confidence_weights"),
     ({"confidence_weights": {"agreement": 1.0}}, "confidence_weights"),
     ({"ema_fast": 0.01, "ema_slow": 0.1}, "ema_slow"),
+    ({"segments": "yes"}, "segments: expected true or false, got 'yes'"),   # not coerced
+    ({"auto_off": 1}, "auto_off: expected true or false, got 1"),
 ])
 def test_bad_values_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as e:

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hybrid_predict_trainer import (ConfigError, HybridConfig, HybridTrainer, LossError,
-                                    TrainerStateError)
+from hybrid_predict_trainer import (CheckpointError, ConfigError, HybridConfig, HybridTrainer,
+                                    LossError, TrainerStateError)
 from hybrid_predict_trainer.cli.task import as_task
 
 from _support import make_mlp
@@ -179,3 +179,21 @@ def test_a_scheduler_that_needs_a_metric_is_refused_when_the_task_is_built():
         as_task(task, "build")
     task["scheduler"] = torch.optim.lr_scheduler.StepLR(opt, 10)
     assert as_task(task, "build").scheduler is task["scheduler"]
+
+
+def test_a_checkpoint_from_another_optimizer_or_predictor_says_which(tmp_path):
+    model = torch.nn.Linear(10, 1)
+    x, y = _regression()[0]
+    sgd = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                        HybridConfig(monitor=False))
+    sgd.step(lambda: F.mse_loss(model(x), y))
+    path = sgd.save(tmp_path / "sgd.pt")
+    adam = HybridTrainer(model, torch.optim.Adam(model.parameters()), HybridConfig(monitor=False))
+    with pytest.raises(CheckpointError, match="written with optimizer SGD, this trainer uses "
+                                              "Adam"):
+        adam.load(path)
+    rssm = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                         HybridConfig(monitor=False, predictor="rssm", segments=True))
+    with pytest.raises(CheckpointError, match="predictor 'continuation', this trainer uses "
+                                              "'rssm'; set predictor='continuation'"):
+        rssm.load(path)

@@ -223,6 +223,10 @@ class HybridConfig(BaseModel):
                         and any(isinstance(v, bool) for v in value)):
                     raise ValueError(f"{key}: expected a number, got {value!r} (true/false is "
                                      "not a number here)")
+                if ann is bool and not isinstance(value, bool) and not (
+                        type(value).__module__ == "numpy"
+                        and type(value).__name__ in ("bool", "bool_")):   # numpy's is fine
+                    raise ValueError(f"{key}: expected true or false, got {value!r}")
             unknown = [k for k in data if k not in valid]
             if unknown:
                 parts = []

@@ -1176,6 +1176,7 @@ class HybridTrainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "config": self.config.model_dump(),
             "predictor": {"name": getattr(self.predictor, "name", "custom"),
                           "state": self.predictor.state_dict()},
@@ -1253,6 +1254,18 @@ class HybridTrainer:
             raise CheckpointError("checkpoint: trainer state covers "
                                   f"{covered} parameters, this optimizer "
                                   f"{self.flat.numel}; build the optimizer the same way")
+        # absent in older files; named here, a mismatch would only surface as a missing key
+        theirs_opt, own_opt = state.get("optimizer_class"), type(self.optimizer).__name__
+        if theirs_opt is not None and theirs_opt != own_opt:
+            raise CheckpointError(f"checkpoint: written with optimizer {theirs_opt}, this "
+                                  f"trainer uses {own_opt}; build the same optimizer before "
+                                  "loading")
+        theirs_pred = state["predictor"].get("name")
+        own_pred = getattr(self.predictor, "name", "custom")
+        if theirs_pred != own_pred:
+            raise CheckpointError(f"checkpoint: written with predictor '{theirs_pred}', this "
+                                  f"trainer uses '{own_pred}'; set predictor='{theirs_pred}' "
+                                  "in HybridConfig (or pass the same predictor object)")
         self._cur_valid = False
         self.model.load_state_dict(theirs)
         self.optimizer.load_state_dict(state["optimizer"])

@@ -209,10 +209,10 @@ def _print_result(console: Console, s: dict[str, Any], files: RunFiles, outcome:
     if s.get("final_val_loss") is not None:
         t.add_row("validation loss", f"{s['final_val_loss']:.4f}")
     console.print(t)
-    if s.get("never_predicted_reason"):
-        say(console, f"never predicted: {s['never_predicted_reason']}")
-    if not quiet and s.get("health"):
+    if not quiet and s.get("health"):   # health.txt holds the reasons too
         say(console, files.health.read_text(encoding="utf-8").rstrip())
+    elif s.get("never_predicted_reason"):
+        say(console, f"never predicted: {s['never_predicted_reason']}")
     if outcome.status == "interrupted":
         say(console, f"checkpoint saved; continue with: hpt train --resume {files.root}")
     elif outcome.status == "monitor-stop":

@@ -19,6 +19,11 @@ def run_text_report(trainer: Any) -> str:
         lines.append(f"never predicted: {s['never_predicted_reason']}")
     if s.get("auto_off"):
         lines.append(str(s["auto_off"]))
+    jumps = s.get("jumps")
+    if jumps:
+        lines.append(f"jumps onto the slow weights: {jumps['accepted']} kept, "
+                     f"{jumps['rejected']} undone"
+                     + (f"; {jumps['paused']}" if jumps.get("paused") else ""))
     monitor = getattr(trainer, "monitor", None)
     if monitor is not None and hasattr(monitor, "report"):
         lines.append(monitor.report())
