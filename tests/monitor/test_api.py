@@ -320,3 +320,37 @@ def test_predicted_steps_skip_gradient_checks() -> None:
     (grads,) = [c for c in mon.checks if c.name == "gradients"]
     assert grads.runs == 1      # only the second real step is compared
     assert mon.findings == []
+
+
+def test_a_loss_passed_as_a_number_says_the_graph_check_never_ran() -> None:
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(0)
+    with watch(model, opt) as mon:
+        for _ in range(4):
+            x, y = torch.randn(16, 4, generator=g), torch.randn(16, 1, generator=g)
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            mon.step(loss.item())           # the graph is gone: nothing to walk
+    (line,) = mon.summary()["not_run"]
+    assert line.startswith("graph-across-steps: the loss given to step() had no autograd "
+                           "graph on the 2 sampled steps")
+    assert "Configured checks that never ran" in mon.report()
+    with watch(model, opt) as mon:          # the tensor itself: the check runs
+        _train(mon, model, opt, 4)
+    assert mon.summary()["not_run"] == [] and mon.summary()["checks"]["graph"]["runs"] == 2
+
+
+def test_a_second_open_monitor_on_one_model_is_named() -> None:
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    first = watch(model, opt)
+    with pytest.warns(HealthWarning, match="already has an open health monitor"):
+        second = watch(model, opt)
+    second.close()
+    first.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        watch(model, opt).close()           # the others are closed: nothing to say

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,7 @@ class HealthMonitor:
         self.model = model
         self.config = config
         self.optimizers: list[torch.optim.Optimizer] = _as_optimizers(optimizer)
+        _warn_if_watched(model)
         self.should_stop = False
         self.steps = 0
         self.seconds = 0.0  # wall time spent inside the monitor's step() and optimizer hooks
@@ -92,6 +94,7 @@ class HealthMonitor:
             self.close()
             raise
         self._losses = next((c for c in self._checks if isinstance(c, LossInputCheck)), None)
+        _WATCHED[model] = weakref.ref(self)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -311,6 +314,23 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer
 
 
 # ---------------------------------------------------------------------- internals
+#: The newest monitor of each model, weakly held both ways (a monitor holds its model).
+_WATCHED: "weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref[HealthMonitor]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _warn_if_watched(model: torch.nn.Module) -> None:
+    """A second open monitor on one model silently splits the findings: the loss functions'
+    shape checks report to the newest monitor only."""
+    ref = _WATCHED.get(model)
+    old = ref() if ref is not None else None
+    if old is not None and not old._closed:
+        warnings.warn("watch: this model already has an open health monitor (HybridTrainer "
+                      "attaches one unless monitor=False); the loss-shape findings reach only "
+                      "the newest one. Close the other first, or read trainer.monitor instead "
+                      "of calling watch() again", HealthWarning, stacklevel=user_stacklevel())
+
+
 def _as_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
     if optimizer is None:
         return []

@@ -68,13 +68,24 @@ class GraphCheck(Check):
         self._tasks: dict[int, int] = {}
         self._armed_step = 0
         self._done = False
+        self._no_graph = 0   # sampled steps whose loss had no graph to walk
 
     def on_step(self, ctx: StepContext) -> None:
         cfg = self.monitor.config
-        if self._done or not ctx.backward or ctx.loss is None or ctx.loss.grad_fn is None:
+        if self._done or not ctx.backward:
+            return
+        if ctx.loss is None or ctx.loss.grad_fn is None:
+            self._no_graph += 1
             return
         with self.timed():
             self._arm(ctx.loss.grad_fn, ctx.step, cfg.graph_max_nodes)
+
+    def not_run(self) -> list[str]:
+        if self.runs or not self._no_graph:
+            return []
+        return [f"graph-across-steps: the loss given to step() had no autograd graph on the "
+                f"{self._no_graph} sampled steps (a number from loss.item(), or a detached "
+                "tensor); pass the loss tensor itself"]
 
     def _arm(self, root: Any, step: int, cap: int) -> None:
         """Walk this step's graph; a node hooked at an earlier walk is itself the finding."""
