@@ -142,3 +142,22 @@ def test_bench_forwards_to_the_repository_suite(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     elsewhere = CliRunner().invoke(app, ["bench", "--quick"])
     assert elsewhere.exit_code == 2 and "repository root" in elsewhere.output
+
+
+def test_a_sweep_where_no_trial_reaches_the_target_recommends_the_closest_miss(tmp_path):
+    # Infeasible trials score twice their time for the sampler; the recommendation must not
+    # be the fastest miss but the trial whose validation loss came closest to the target.
+    shutil.copy(ROOT / "examples" / "mnist_task.py", tmp_path / "mnist_task.py")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP.replace("target_val_loss = 2.1", "target_val_loss = 0.0001"))
+    result = CliRunner().invoke(app, ["sweep", str(cfg), "--trials", "3"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / "s" / "sweep"
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{folder / 'sweep.db'}")
+    assert not any(t.user_attrs["reached"] for t in study.trials)
+    closest = min(study.trials, key=lambda t: t.user_attrs["final_val_loss"])
+    snippet = (folder / "best.toml").read_text()
+    assert f"(trial {closest.number})" in snippet
+    assert "which no trial reached" in snippet
+    best = tomllib.loads(snippet)["hybrid"]
+    assert best["predictor"] == closest.params["predictor"]

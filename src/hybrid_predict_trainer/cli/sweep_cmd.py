@@ -170,15 +170,21 @@ def _best(console: Console, study: Any, sw: SweepSection, space: dict[str, list[
           loaded: LoadedConfig, folder: Path) -> dict[str, Any]:
     done = [t for t in study.trials if t.value is not None and "hybrid" in t.user_attrs]
     feasible = [t for t in done if t.user_attrs.get("constraint", 0.0) <= 0.0]
-    pool = feasible or done
-    if not pool:
+    if not done:
         raise ConfigError("sweep: no trial completed; see the errors above")
-    best = min(pool, key=lambda t: t.value)
-    what = (f"{best.user_attrs['train_time_s']:.2f} s to validation loss "
-            f"{sw.target_val_loss}" if sw.objective == "time_to_target"
-            else f"validation loss {best.value:.4f}")
-    note = "" if feasible else " (no trial reached the target: lower it or raise the budget)"
-    comment = (f"best of {len(done)} trials (trial {best.number}): {what}{note}; "
+    if feasible or sw.objective != "time_to_target":
+        best = min(feasible or done, key=lambda t: t.value)
+        what = (f"{best.user_attrs['train_time_s']:.2f} s to validation loss "
+                f"{sw.target_val_loss}" if sw.objective == "time_to_target"
+                else f"validation loss {best.value:.4f}")
+    else:
+        # No trial reached the target: the fastest miss is not the best one. Recommend the
+        # trial that came closest to the target, and say that it missed.
+        best = min(done, key=lambda t: t.user_attrs["final_val_loss"])
+        what = (f"validation loss {best.user_attrs['final_val_loss']:.4f} in "
+                f"{best.user_attrs['train_time_s']:.2f} s, closest to the target "
+                f"{sw.target_val_loss}, which no trial reached: lower it or raise the budget")
+    comment = (f"best of {len(done)} trials (trial {best.number}): {what}; "
                f"study '{sw.study}' in {folder.name}/sweep.db")
     snippet = toml_snippet(best.user_attrs["hybrid"], comment)
     (folder / "best.toml").write_text(snippet, encoding="utf-8")
