@@ -132,6 +132,56 @@ def test_check_forwards_leave_batchnorm_statistics_alone(cfg):
     assert int(model[1].num_batches_tracked) == s.backward_passes + s.skipped_nonfinite
 
 
+def test_a_nan_batch_leaves_the_batchnorm_statistics_as_they_were():
+    # The step is dropped, and so must be what its forward did to the running statistics:
+    # a NaN running mean would make every later evaluation NaN.
+    model = _bn_model()
+    trainer = HybridTrainer(model, torch.optim.Adam(model.parameters(), 1e-2),
+                            HybridConfig(monitor=False))
+    data = _regression(n=512)
+    for x, y in data:
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    before = [b.clone() for b in model.buffers()]
+    x, y = data[0]
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    r = trainer.step(lambda: F.mse_loss(model(bad), y))
+    assert not r.backward and trainer.stats.skipped_nonfinite == 1
+    assert _same(list(model.buffers()), before)
+    model.eval()
+    assert torch.isfinite(model(x)).all()
+
+
+def test_a_rollback_restores_the_batchnorm_statistics_of_the_snapshot():
+    # The statistics the rolled-back steps gathered belong to the weights that were undone;
+    # after the rollback the step's one forward updates the snapshot's statistics instead.
+    model = _bn_model()
+    trainer = HybridTrainer(model, torch.optim.Adam(model.parameters(), 1e-2),
+                            HybridConfig(monitor=False, jump_every=0))
+    data = _regression(n=512)
+    for i in range(30):
+        x, y = data[i % len(data)]
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    rollbacks = trainer.stats.rollbacks
+    snap_w = trainer._snapshot.clone()
+    snap_b = [b.clone() for b in trainer._snapshot_buffers]
+    assert not _same(list(model.buffers()), snap_b)   # the statistics moved since the snapshot
+    x, y = data[0]
+    with torch.no_grad():
+        model[4].weight.mul_(1e3)          # weights gone bad: the loss blows up
+    r = trainer.step(lambda: F.mse_loss(model(x), y))
+    assert r.rolled_back and trainer.stats.rollbacks == rollbacks + 1
+    # expected: the snapshot's weights and statistics, then one training-mode forward of x
+    ref = _bn_model()
+    torch.nn.utils.vector_to_parameters(snap_w, ref.parameters())
+    for b, v in zip(ref.buffers(), snap_b):
+        b.copy_(v)
+    ref.train()
+    with torch.no_grad():
+        ref(x)
+    assert all(torch.allclose(a, b) for a, b in zip(model.buffers(), ref.buffers()))
+
+
 def test_a_restore_from_a_checkpoint_keeps_the_run_record_monotone(tmp_path):
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
@@ -197,3 +247,24 @@ def test_a_checkpoint_from_another_optimizer_or_predictor_says_which(tmp_path):
     with pytest.raises(CheckpointError, match="predictor 'continuation', this trainer uses "
                                               "'rssm'; set predictor='continuation'"):
         rssm.load(path)
+
+
+def test_the_snapshot_statistics_travel_with_a_checkpoint_and_are_shape_checked(tmp_path):
+    model = _bn_model()
+    trainer = HybridTrainer(model, torch.optim.Adam(model.parameters(), 1e-2),
+                            HybridConfig(monitor=False))
+    data = _regression(n=512)
+    for i in range(25):
+        x, y = data[i % len(data)]
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    path = trainer.save(tmp_path / "c.pt")
+    other = _bn_model(seed=1)
+    resumed = HybridTrainer(other, torch.optim.Adam(other.parameters(), 1e-2),
+                            HybridConfig(monitor=False))
+    resumed.load(path)
+    assert _same(resumed._snapshot_buffers, trainer._snapshot_buffers)
+    state = trainer.state_dict()
+    state["trainer"]["snapshot_buffers"][0] = torch.zeros(5)
+    with pytest.raises(CheckpointError, match="snapshot's buffers"):
+        resumed.load_state_dict(state)
+    assert _same(resumed._snapshot_buffers, trainer._snapshot_buffers)   # all or nothing

@@ -130,6 +130,8 @@ class HybridTrainer:
         self._update: torch.Tensor | None = None  # the last real update
         self._has_update = False
         self._snapshot: torch.Tensor | None = None
+        # the model's buffers (BatchNorm statistics) at the snapshot, restored with it
+        self._snapshot_buffers: list[torch.Tensor] | None = None
         self._anchor: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None
         # segment state
@@ -503,7 +505,8 @@ class HybridTrainer:
                 rolled_back = True
                 if not lean:
                     self.flat.read_into(self._prev)
-                self._buffers_load(kept)
+                if self._snapshot_buffers is None:
+                    self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         early: Transition | None = None
@@ -523,12 +526,14 @@ class HybridTrainer:
                                    force=True)
                 if not lean:
                     self.flat.read_into(self._prev)
-                self._buffers_load(kept)
+                if self._snapshot_buffers is None:
+                    self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         if probe_before is not None and not rolled_back:
             self._record_real_probe(probe_before, loss)
         if not math.isfinite(loss):
+            self._buffers_load(kept)   # a NaN batch must not poison the running statistics
             return self._skip_nonfinite(phase, "loss", loss, rolled_back)
         t = time.perf_counter()
         if self._backward is not None:
@@ -541,6 +546,7 @@ class HybridTrainer:
         # the skip/divergence decisions stay collective under no_sync or other schemes
         gn = self._agreed(float(self.flat.grad_norm()))
         if not math.isfinite(gn):
+            self._buffers_load(kept)
             return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
         t = time.perf_counter()
         self.optimizer.step()
@@ -746,7 +752,7 @@ class HybridTrainer:
         if self.phase is Phase.CORRECT and self._phase_steps < cfg.correct_steps:
             return None
         if self.phase is Phase.FULL and self._phase_steps % 50 == 0:
-            self.flat.read_into(self._snapshot)  # keep a recent known-good restore point
+            self._take_snapshot()  # keep a recent known-good restore point
         if self.phase is Phase.FULL and self._phase_steps < cfg.full_steps:
             return None
         return self._maybe_predict()
@@ -799,7 +805,7 @@ class HybridTrainer:
         arm = self.bandit.select(ctx) if cfg.bandit else len(self.bandit.arms) - 1
         horizon = self.bandit.arms[arm] if cfg.bandit else cfg.max_horizon
         self._ensure_buffers(anchor=True)
-        self.flat.read_into(self._snapshot)
+        self._take_snapshot()
         self._anchor.copy_(self._snapshot)  # type: ignore[union-attr]
         self.predictor.begin_segment(horizon)
         self._seg = {"i": 0, "anchor_i": 0, "horizon": horizon, "arm": arm, "ctx": ctx,
@@ -949,7 +955,7 @@ class HybridTrainer:
         """The restore point (from the end of warm-up on) and, for segments, their anchor."""
         if self._snapshot is None:
             self._snapshot = self.flat.new_buffer()
-            self.flat.read_into(self._snapshot)
+            self._take_snapshot()
         if anchor and self._anchor is None:
             self._anchor = self.flat.new_buffer()
 
@@ -1102,11 +1108,19 @@ class HybridTrainer:
                                     "so a restore point exists")
         return self._move(Phase.FULL, f"{how}: {sig}", {"observed": sig.observed}, force=True)
 
+    def _take_snapshot(self) -> None:
+        assert self._snapshot is not None
+        self.flat.read_into(self._snapshot)
+        self._snapshot_buffers = self._buffers_save()
+
     def _rollback_to_snapshot(self) -> None:
+        """Back to the snapshot: the weights, and the BatchNorm statistics of that moment,
+        which the rolled-back steps' forwards had moved towards the bad weights."""
         assert self._snapshot is not None
         self._cur_valid = False
         self._rolled_now = True
         self.flat.write_from(self._snapshot)
+        self._buffers_load(self._snapshot_buffers)
         self.optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ small helpers
@@ -1124,7 +1138,7 @@ class HybridTrainer:
                 and self.flat.all_finite()):
             # Full is a fresh start: keep a known-good restore point for loss blow-ups (never
             # from NaN/Inf weights: the snapshot is what a restore falls back on)
-            self.flat.read_into(self._snapshot)
+            self._take_snapshot()
         return t
 
     def _note(self, sig: Signal) -> None:
@@ -1148,6 +1162,18 @@ class HybridTrainer:
         if saved is not None:
             for b, v in zip(self.model.buffers(), saved):
                 b.copy_(v)
+
+    def _checked_buffers(self, saved: Any) -> list[torch.Tensor] | None:
+        """Snapshot statistics from a checkpoint (absent in older files), shape-checked
+        now so that a mismatch is refused at load time, not at the first rollback."""
+        if saved is None or not self._has_buffers:
+            return None
+        own = list(self.model.buffers())
+        if len(saved) != len(own) or any(
+                tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, own)):
+            raise CheckpointError("checkpoint: its snapshot's buffers do not fit this model's "
+                                  "buffers; build the same architecture before loading")
+        return [b.detach().clone().to(o.dtype) for b, o in zip(saved, own)]
 
     def _versions(self) -> list[int]:
         return [p._version for p in self.flat.params]
@@ -1190,6 +1216,8 @@ class HybridTrainer:
                 "update": None if self._update is None else self._update.clone(),
                 "has_update": self._has_update,
                 "snapshot": None if self._snapshot is None else self._snapshot.clone(),
+                "snapshot_buffers": (None if self._snapshot_buffers is None
+                                     else [b.clone() for b in self._snapshot_buffers]),
                 "anchor": None if self._anchor is None else self._anchor.clone(),
                 "seg": seg, "correct_pending": self._correct_pending,
                 "last_delta": None if self._last_delta is None else self._last_delta.clone(),
@@ -1294,6 +1322,7 @@ class HybridTrainer:
                     buf = self.flat.new_buffer()
                     setattr(self, f"_{name}", buf)
                 buf.copy_(src)
+        self._snapshot_buffers = self._checked_buffers(tr.get("snapshot_buffers"))
         seg = dict(tr["seg"])
         if "ctx" in seg:
             seg["ctx"] = seg["ctx"].numpy()
