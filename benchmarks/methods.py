@@ -197,6 +197,7 @@ class Method:
     description: str
     tuned: bool = True  # False: runs at the workload's default lr (the plain `adamw` row)
     hybrid: bool = False
+    extra: bool = False  # an ablation that runs only when named in --methods
 
 
 def _hybrid(predictor: str, **config: Any) -> Callable[[Workload, nn.Module, float, int], Runner]:
@@ -236,12 +237,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),
+    *(Method(f"hybrid-alpha-{a}", _hybrid("continuation", segments=False, jump_alpha=a),
+             f"HybridTrainer's defaults but jump_alpha={a} instead of Lookahead's 0.5 (a "
+             "shorter pull towards the slow weights)", hybrid=True, extra=True)
+      for a in (0.6, 0.65, 0.75)),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),
     Method("linear-extrapolation", LinearExtrapolationRunner,
            "every 10 AdamW steps, theta += 0.5 * (theta - theta_10_steps_ago), unverified"),
 )}
+
+def default_methods() -> list[str]:
+    """The methods of a run without ``--methods``: all but the opt-in ablations."""
+    return [name for name, m in METHODS.items() if not m.extra]
+
 
 #: The method that runs the library's default configuration (``HybridConfig()``): predicted
 #: segments off, paired-checked jumps. The benchmark's goals are judged on it.

@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", help="comma-separated subset of: mnist-mlp, fashion-cnn, "
                                        "shakespeare-gpt, tabular-fullbatch")
     p.add_argument("--methods", help="comma-separated subset of the methods "
-                                     "(adamw-tuned always runs: it defines the target)")
+                                     "(adamw-tuned always runs: it defines the target); the "
+                                     "ablations hybrid-alpha-0.6, -0.65 and -0.75 run only "
+                                     "when named here")
     p.add_argument("--seeds", type=int, help="evaluation seeds (default: the workload's, 3 "
                                               "or 7 for the cheap ones; 1 with --quick)")
     p.add_argument("--steps", type=int, help="override every workload's step budget")
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import report
     from .costs import measure_costs
     from .harness import BenchConfig, Harness
-    from .methods import LR_GRID, METHODS, hybrid_available
+    from .methods import LR_GRID, METHODS, default_methods, hybrid_available
     from .summary import summarise
     from .workloads import WORKLOADS, load_or_skip
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     names = (["mnist-mlp"] if args.quick and not args.workloads else
              (args.workloads.split(",") if args.workloads else list(WORKLOADS)))
     unknown = [n for n in names if n not in WORKLOADS]
-    method_names = args.methods.split(",") if args.methods else list(METHODS)
+    method_names = args.methods.split(",") if args.methods else default_methods()
     unknown += [m for m in method_names if m not in METHODS]
     if unknown:
         print(f"unknown workload/method: {', '.join(unknown)}; workloads: "

@@ -109,6 +109,20 @@ def test_the_default_method_runs_the_library_defaults() -> None:
     assert differ <= {"monitor", "seed"}, differ   # the monitor is benchmarked on its own
 
 
+def test_the_alpha_ablations_change_only_the_pull_and_run_only_when_named() -> None:
+    from benchmarks.methods import DEFAULT_METHOD, default_methods
+
+    wl, data = _workload()
+    base = METHODS[DEFAULT_METHOD].make(wl, wl.model(data, 0), 0.05, 0).trainer.config
+    extras = [name for name, m in METHODS.items() if m.extra]
+    assert extras and not set(extras) & set(default_methods())
+    assert DEFAULT_METHOD in default_methods() and "lookahead" in default_methods()
+    for name in extras:
+        cfg = METHODS[name].make(wl, wl.model(data, 0), 0.05, 0).trainer.config
+        differ = {k for k, v in base.model_dump().items() if cfg.model_dump()[k] != v}
+        assert differ == {"jump_alpha"} and str(cfg.jump_alpha) in name
+
+
 def test_every_method_gets_its_own_colour_in_the_plots():
     from benchmarks.methods import METHODS
     from benchmarks.plots import _colors
