@@ -505,8 +505,6 @@ class HybridTrainer:
                 rolled_back = True
                 if not lean:
                     self.flat.read_into(self._prev)
-                if self._snapshot_buffers is None:
-                    self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         early: Transition | None = None
@@ -526,8 +524,6 @@ class HybridTrainer:
                                    force=True)
                 if not lean:
                     self.flat.read_into(self._prev)
-                if self._snapshot_buffers is None:
-                    self._buffers_load(kept)
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         if probe_before is not None and not rolled_back:
@@ -1164,10 +1160,13 @@ class HybridTrainer:
                 b.copy_(v)
 
     def _checked_buffers(self, saved: Any) -> list[torch.Tensor] | None:
-        """Snapshot statistics from a checkpoint (absent in older files), shape-checked
-        now so that a mismatch is refused at load time, not at the first rollback."""
-        if saved is None or not self._has_buffers:
+        """Snapshot statistics from a checkpoint, shape-checked now so that a mismatch
+        is refused at load time, not at the first rollback. Never None while a snapshot
+        exists and the model has buffers, so a rollback always restores them."""
+        if not self._has_buffers or self._snapshot is None:
             return None
+        if saved is None:   # an older file: the statistics it saved with the model
+            return self._buffers_save()
         own = list(self.model.buffers())
         if len(saved) != len(own) or any(
                 tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, own)):
