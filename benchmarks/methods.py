@@ -241,6 +241,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
              f"HybridTrainer's defaults but jump_alpha={a} instead of Lookahead's 0.5 (a "
              "shorter pull towards the slow weights)", hybrid=True, extra=True)
       for a in (0.6, 0.65, 0.75)),
+    Method("hybrid-alpha-adapt", _hybrid("continuation", segments=False, jump_alpha_step=0.05),
+           "HybridTrainer's defaults but jump_alpha_step=0.05: alpha rises from 0.5 (at most "
+           "to 0.9) while the loss at the jumped weights falls towards the weights the jump "
+           "left, and falls back otherwise", hybrid=True, extra=True),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from hybrid_predict_trainer import HybridConfig, HybridTrainer, HybridWarning
 from hybrid_predict_trainer.predictors.slow_weights import SlowWeights
+from hybrid_predict_trainer.report import run_text_report
 
 # no predicted segments (the gate never opens), so every step is a real one
 NO_SEGMENTS = dict(monitor=False, warmup_steps=5)   # segments are off by default
@@ -492,3 +493,81 @@ def test_segments_allocate_their_update_buffers_and_count_them():
     held = _held_copies(trainer)
     assert held >= 6    # before/after/update, snapshot, scratch, slow weights (+ anchor)
     assert trainer.memory_copies() == held + trainer.predictor.memory_copies()
+
+
+def test_an_adapted_alpha_rises_against_the_slope_and_never_below_the_configured_one():
+    sw = SlowWeights(every=1, alpha=0.5, alpha_step=0.1)
+    sw.adapt(-3.0)                                    # loss falls towards the weights: pull less
+    assert sw.alpha == pytest.approx(0.6)
+    sw.adapt(None)                                    # an undone jump went too far
+    assert sw.alpha == pytest.approx(0.7)
+    sw.adapt(1e-9)                                    # only the sign counts
+    assert sw.alpha == pytest.approx(0.6)
+    for _ in range(5):
+        sw.adapt(1.0)
+    assert sw.alpha == pytest.approx(0.5)             # never a longer pull than configured
+    for _ in range(20):
+        sw.adapt(-1.0)
+    assert sw.alpha == pytest.approx(0.9)             # nor a pull of almost nothing
+    assert sw.summary()["alpha_peak"] == pytest.approx(0.9)
+    copy = SlowWeights(every=1, alpha=0.5, alpha_step=0.1)
+    copy.load_state_dict({**sw.state_dict(), "slow": None})
+    assert copy.alpha == pytest.approx(0.9) and copy.summary() == sw.summary()
+    copy.adapt(1.0)
+    assert copy.alpha == pytest.approx(0.8)           # the floor is still the configured 0.5
+    fixed = SlowWeights(every=1, alpha=0.5)
+    fixed.adapt(-1.0)
+    assert fixed.alpha == 0.5                         # alpha_step 0: Lookahead's fixed alpha
+    fixed.load_state_dict({**sw.state_dict(), "slow": None})
+    assert fixed.alpha == 0.5                         # ... which a checkpoint does not override
+    narrower = SlowWeights(every=1, alpha=0.3, alpha_step=0.1, alpha_max=0.6)
+    narrower.load_state_dict({**sw.state_dict(), "slow": None})
+    assert narrower.alpha == pytest.approx(0.6)         # a resumed alpha stays in the new range
+
+
+def test_grad_dot_is_the_gradient_dotted_with_the_line():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    trainer = _trainer(model)
+    model(torch.randn(5, 3)).square().sum().backward()
+    a, b = torch.randn(trainer.flat.numel), torch.randn(trainer.flat.numel)
+    g = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert trainer.flat.grad_dot(a, b) == pytest.approx(float(g @ (a - b)), rel=1e-5)
+
+
+def test_a_kept_jump_away_from_a_better_point_shortens_the_pull():
+    model, x, y = _problem(3)
+    trainer = _trainer(model, jump_alpha_step=0.05)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    best = _least_squares(x, y)
+    trainer.flat.write_from(best)                     # the weights sit on the optimum ...
+    trainer.jumps.slow.copy_(best + 0.005)            # ... and the slow weights just off it
+    trainer.step(loss)                                # ends on the jump, a tiny rise
+    r = trainer.step(loss)
+    assert r.jumped is True and r.components["jump_rise"] > 0   # kept within the grace
+    # at the jumped point the loss falls towards the weights the jump left: pull less
+    assert trainer.jumps.alpha == pytest.approx(0.55)
+    assert trainer.summary()["jumps"]["alpha_peak"] == pytest.approx(0.55)
+    assert "alpha 0.55 now, at most 0.55" in run_text_report(trainer)
+
+
+def test_a_kept_jump_towards_a_better_point_brings_the_pull_back():
+    model, x, y = _problem(3)
+    trainer = _trainer(model, jump_alpha_step=0.05)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.alpha = 0.6                         # as if an earlier jump had raised it
+    trainer.jumps.slow.copy_(_least_squares(x, y))    # the slow side is the better one
+    trainer.step(loss)
+    r = trainer.step(loss)
+    assert r.jumped is True
+    assert trainer.jumps.alpha == pytest.approx(0.55)
+
+
+def test_an_undone_jump_shortens_the_pull():
+    model, x, y, trainer, loss = _bad_jump_ahead(4)
+    trainer.jumps.alpha_step = 0.1
+    trainer.step(loss)                                # ends on the (far worse) jump
+    r = trainer.step(loss)
+    assert r.jumped is False
+    assert trainer.jumps.alpha == pytest.approx(0.6)

@@ -186,7 +186,12 @@ class HybridConfig(BaseModel):
         "(the larger of this and `jump_tolerance` applies to them).")
     jump_alpha: float = Field(
         0.5, gt=0.0, le=1.0, description="How far the slow weights move towards the weights at "
-        "each jump (Lookahead's alpha).")
+        "each jump (Lookahead's alpha); with `jump_alpha_step` > 0, the lowest it goes.")
+    jump_alpha_step: float = Field(
+        0.0, ge=0.0, le=0.5, description="With > 0: after each checked jump, alpha rises by "
+        "this much while the loss at the jumped weights falls towards the weights the jump "
+        "left (its gradient's slope along the jump: one dot product), and falls back by as "
+        "much otherwise, within [`jump_alpha`, 0.9]. 0 keeps alpha fixed.")
 
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")
@@ -293,7 +298,8 @@ SEGMENT_SETTINGS = (
     "averaging_window", "rssm_members", "rssm_rank", "rssm_window", "rssm_hidden")
 #: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
 JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
-                 "jump_grace", "jump_grace_tolerance", "jump_alpha")
+                 "jump_grace", "jump_grace_tolerance", "jump_alpha",
+                 "jump_alpha_step")
 
 
 def _one_line(exc: ValidationError) -> str:

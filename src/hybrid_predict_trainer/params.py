@@ -130,6 +130,15 @@ class FlatParams:
              for g in grads]).double())
 
     @torch.no_grad()
+    def grad_dot(self, to: torch.Tensor, frm: torch.Tensor) -> float:
+        """gradient . (to - frm): the loss's slope along the line from ``frm`` to ``to`` (per
+        unit of its parameter), one pass and one host sync."""
+        dots = [(p.grad.to(a.dtype) * (a - b)).sum(dtype=torch.float64)
+                for p, a, b in zip(self.params, self.views(to), self.views(frm))
+                if p.grad is not None]
+        return float(torch.stack(dots).sum()) if dots else 0.0
+
+    @torch.no_grad()
     def all_finite(self) -> bool:
         """True when every parameter is finite (one host sync)."""
         flags = [torch.isfinite(p).all() for p in self.params]

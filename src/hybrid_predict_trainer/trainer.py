@@ -155,7 +155,8 @@ class HybridTrainer:
         self._work_s = 0.0
         self._last_checkpoint: Path | None = None
         self._residuals: list[float] = []
-        self.jumps = SlowWeights(config.jump_every, config.jump_alpha) if config.jump_every else None
+        self.jumps = SlowWeights(config.jump_every, config.jump_alpha,
+                                 alpha_step=config.jump_alpha_step) if config.jump_every else None
         self._jumps_off_until: int | None = None
         self._jumps_off_reason: str | None = None   # why jumps are paused, while they are
         self._jump_pending = False                # weights sit on the slow weights, unchecked
@@ -544,6 +545,10 @@ class HybridTrainer:
         if not math.isfinite(gn):
             self._buffers_load(kept)
             return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
+        if jumped is not None and self.jumps is not None and self.jumps.alpha_step > 0.0:
+            # a kept jump's step took its gradient at the jumped weights (the slow weights)
+            self.jumps.adapt(self._agreed(self.flat.grad_dot(
+                self._scratch, self.jumps.slow)) if jumped else None)  # type: ignore[arg-type]
         t = time.perf_counter()
         self.optimizer.step()
         self._clear_grads()   # part of a plain loop's work too

@@ -31,9 +31,12 @@ class SlowWeights:
         window: outcomes remembered for the off-switch.
         min_accept: fewer accepted jumps than this in a full window switches jumps off
             (each rejected jump costs an extra forward and gives nothing).
+        alpha_step: with > 0, ``adapt`` moves alpha by this much after each checked jump.
+        alpha_max: the highest alpha ``adapt`` reaches (the lowest is ``alpha``).
     """
 
-    def __init__(self, every: int, alpha: float, window: int = 6, min_accept: int = 2) -> None:
+    def __init__(self, every: int, alpha: float, window: int = 6, min_accept: int = 2,
+                 alpha_step: float = 0.0, alpha_max: float = 0.9) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         if not 0.0 < alpha <= 1.0:
@@ -41,6 +44,8 @@ class SlowWeights:
         if not 1 <= min_accept <= window:
             raise ValueError("min_accept must be in [1, window]")
         self.every, self.alpha = every, alpha
+        self.alpha_step, self.alpha_min, self.alpha_max = alpha_step, alpha, max(alpha, alpha_max)
+        self.alpha_peak = alpha              # the highest alpha used
         self.slow: torch.Tensor | None = None
         self.since = 0                      # real steps since the last jump (or the start)
         self.accepted = 0
@@ -70,6 +75,25 @@ class SlowWeights:
         self.slow.lerp_(weights, self.alpha)   # slow + alpha * (weights - slow), one pass
         self.since = 0
         return self.slow
+
+    def adapt(self, slope: float | None) -> None:
+        """Shorten the pull while the loss falls towards the weights the jump left.
+
+        ``slope`` is ``gradient . (weights before the jump - jumped weights)`` at the jumped
+        weights, on the checking batch (None: the jump was undone, it went too far). Below
+        zero, the loss falls towards the weights the jump left, so alpha rises by
+        ``alpha_step``; otherwise it falls back by as much, never below the configured alpha.
+        It costs one dot product: the step computes that gradient anyway. Why only upwards:
+        the first synchronisations pull towards the start and slow a steadily falling loss,
+        which this slope sees; a pull longer than the configured one, which the slope also
+        asks for later on, makes the slow weights lag for every later jump, which one
+        batch's slope cannot see (benchmarks/RESULTS.md)."""
+        if self.alpha_step <= 0.0:
+            return
+        up = slope is None or slope < 0.0
+        a = self.alpha + (self.alpha_step if up else -self.alpha_step)
+        self.alpha = min(self.alpha_max, max(self.alpha_min, a))
+        self.alpha_peak = max(self.alpha_peak, self.alpha)
 
     def paired_due(self, trust: int, max_gap: int = 1) -> bool:
         """Whether the next jump needs a paired check: always while fewer than ``trust``
@@ -115,7 +139,9 @@ class SlowWeights:
 
     def summary(self) -> dict[str, Any]:
         n = self.accepted + self.rejected
-        return {"every": self.every, "alpha": self.alpha, "accepted": self.accepted,
+        return {"every": self.every, "alpha": self.alpha, "alpha_peak": self.alpha_peak,
+                "alpha_step": self.alpha_step,
+                "accepted": self.accepted,
                 "rejected": self.rejected,
                 "mean_drop": self.drops / self.paired if self.paired else None,
                 "acceptance": self.accepted / n if n else None}
@@ -124,7 +150,8 @@ class SlowWeights:
         return {"slow": None if self.slow is None else self.slow.clone(), "since": self.since,
                 "accepted": self.accepted, "rejected": self.rejected, "drops": self.drops,
                 "paired": self.paired, "outcomes": list(self.outcomes),
-                "streak": self.streak, "unpaired": self.unpaired}
+                "streak": self.streak, "unpaired": self.unpaired, "alpha": self.alpha,
+                "alpha_peak": self.alpha_peak}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         slow = state["slow"]
@@ -137,3 +164,8 @@ class SlowWeights:
         self.outcomes = deque((bool(x) for x in state["outcomes"]), maxlen=self.outcomes.maxlen)
         # absent in checkpoints written before thinned checks: start checking every jump
         self.streak, self.unpaired = int(state.get("streak", 0)), int(state.get("unpaired", 0))
+        if self.alpha_step > 0.0 and "alpha" in state:
+            # an adapted alpha resumes where it was, within this run's range; a fixed one is
+            # the configured value, so a resumed run may change it
+            self.alpha = min(self.alpha_max, max(self.alpha_min, float(state["alpha"])))
+            self.alpha_peak = max(self.alpha, float(state.get("alpha_peak", self.alpha)))
