@@ -95,13 +95,14 @@ def test_segment_settings_are_searched_only_when_segments_are_on():
     # FixedTrial raises on any parameter it is asked for and was not given: so these trials
     # prove which settings each branch draws
     off = optuna.trial.FixedTrial({"segments": False, "jump_every": 5, "divergence_sigma": 3.0,
-                                   "jump_check": "guard", "jump_alpha": 0.6})
+                                   "jump_check": "guard", "jump_alpha": 0.6,
+                                   "jump_alpha_step": 0.05})
     cfg = suggest(off, _space(), base)
-    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha) == (
-        False, 5, "guard", 0.6)
+    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha,
+            cfg.jump_alpha_step) == (False, 5, "guard", 0.6, 0.05)
     assert cfg.max_horizon == base.max_horizon and cfg.predictor == base.predictor
     assert set(changed_settings(cfg)) == {"segments", "jump_every", "divergence_sigma",
-                                          "jump_check", "jump_alpha"}
+                                          "jump_check", "jump_alpha", "jump_alpha_step"}
     on = optuna.trial.FixedTrial({"segments": True, "jump_every": 0, "divergence_sigma": 3.0,
                                   "max_horizon": 8, "confidence_threshold": 0.5,
                                   "correction_interval": 2, "predictor": "rssm",
@@ -120,7 +121,8 @@ def test_segment_settings_are_searched_only_when_segments_are_on():
 def test_a_narrowed_key_with_one_choice_is_fixed_not_searched():
     from hybrid_predict_trainer.cli.sweep import suggest
 
-    space = _space(segments=[False], jump_every=[5], jump_check=["paired"], jump_alpha=[0.5, 0.5])
+    space = _space(segments=[False], jump_every=[5], jump_check=["paired"], jump_alpha=[0.5, 0.5],
+                   jump_alpha_step=[0.0])
     cfg = suggest(optuna.trial.FixedTrial({"divergence_sigma": 4.0}), space, HybridConfig())
     assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha) == (
         False, 5, "paired", 0.5)

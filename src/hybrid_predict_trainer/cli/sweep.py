@@ -32,6 +32,7 @@ DEFAULT_SPACE: dict[str, list[Any]] = {
     "jump_every": [0, 5, 10],
     "jump_check": ["paired", "guard"],
     "jump_alpha": [0.3, 0.8],
+    "jump_alpha_step": [0.0, 0.05],
     "divergence_sigma": [2.0, 6.0],
 }
 #: Searched only in trials with predicted segments on: without them these settings do nothing,

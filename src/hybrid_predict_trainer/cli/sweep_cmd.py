@@ -36,7 +36,8 @@ def sweep(
 ) -> None:
     """Optuna search over the hybrid settings; prints the best settings as a TOML snippet.
 
-    Searches segments on/off, jumps (jump_every, jump_check, jump_alpha) and divergence_sigma.
+    Searches segments on/off, jumps (jump_every, jump_check, jump_alpha,
+    jump_alpha_step) and divergence_sigma.
 
     The segment settings (max_horizon, predictor, ...) only in trials with segments on.
 
