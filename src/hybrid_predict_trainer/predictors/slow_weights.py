@@ -140,8 +140,7 @@ class SlowWeights:
     def summary(self) -> dict[str, Any]:
         n = self.accepted + self.rejected
         return {"every": self.every, "alpha": self.alpha, "alpha_peak": self.alpha_peak,
-                "alpha_step": self.alpha_step,
-                "accepted": self.accepted,
+                "alpha_step": self.alpha_step, "accepted": self.accepted,
                 "rejected": self.rejected,
                 "mean_drop": self.drops / self.paired if self.paired else None,
                 "acceptance": self.accepted / n if n else None}
