@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from .workloads import WORKLOADS, CharGPT, load_or_skip
+from .workloads import WORKLOADS, CharGPT, Data, epoch_batches, load_or_skip
 
 INTERVAL = 5     # steps between two recorded weights
 HISTORY = 4      # changes the nowcaster reads
@@ -93,11 +93,8 @@ def samples(traj: torch.Tensor, per_point: int, gen: torch.Generator
 
 
 def _epochs(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int) -> Batches:
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x) - batch + 1, batch):
-            yield x[order[start:start + batch]], y[order[start:start + batch]]
+    """The benchmark's own seeded epochs over a pair of tensors."""
+    return epoch_batches(Data(x, y, x[:0], y[:0]), seed, batch)
 
 
 def _python_text() -> torch.Tensor | None:
