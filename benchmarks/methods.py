@@ -234,12 +234,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer's defaults but without the back-off of the paired checks "
            "(jump_trust_max_gap=1: once two in a row kept their jump, every other jump is "
            "paired, however long they keep accepting)", hybrid=True),
+    Method("hybrid-no-calm", _hybrid("continuation", segments=False, jump_alpha_calm=0.0),
+           "HybridTrainer's defaults but a fixed pull (jump_alpha_calm=0: alpha stays 0.5 "
+           "where the default's 0.65 applies while every paired check finds its jump changing "
+           "the batch's loss by at most 5% either way)", hybrid=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),
-    *(Method(f"hybrid-alpha-{a}", _hybrid("continuation", segments=False, jump_alpha=a),
-             f"HybridTrainer's defaults but jump_alpha={a} instead of Lookahead's 0.5 (a "
-             "shorter pull towards the slow weights)", hybrid=True, extra=True)
+    *(Method(f"hybrid-alpha-{a}", _hybrid("continuation", segments=False, jump_alpha=a,
+                                           jump_alpha_calm=0.0),
+             f"HybridTrainer's defaults but a fixed jump_alpha={a} instead of Lookahead's 0.5 "
+             "(a shorter pull towards the slow weights; no calm rule)", hybrid=True,
+             extra=True)
       for a in (0.6, 0.65, 0.75)),
     Method("hybrid-alpha-adapt", _hybrid("continuation", segments=False, jump_alpha_step=0.05),
            "HybridTrainer's defaults but jump_alpha_step=0.05: alpha rises from 0.5 (at most "

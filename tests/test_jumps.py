@@ -178,7 +178,8 @@ def _small_rise_ahead(trainer: HybridTrainer, x: torch.Tensor, y: torch.Tensor) 
 def test_the_first_checks_keep_a_jump_within_the_grace_tolerance_and_later_ones_do_not():
     for grace in (1, 0):
         model, x, y = _problem(4)
-        trainer = _trainer(model, jump_grace=grace, jump_grace_tolerance=0.5)
+        trainer = _trainer(model, jump_grace=grace, jump_grace_tolerance=0.5,
+                           jump_alpha_calm=0.0)    # the rises assume a fixed pull of 0.5
         loss = lambda: F.mse_loss(model(x), y)       # noqa: E731
         trainer.step(loss)
         verdicts = []
@@ -571,3 +572,73 @@ def test_an_undone_jump_shortens_the_pull():
     r = trainer.step(loss)
     assert r.jumped is False
     assert trainer.jumps.alpha == pytest.approx(0.6)
+
+
+def test_calm_jumps_shorten_the_pull_until_the_first_that_is_not():
+    sw = SlowWeights(every=1, alpha=0.5, calm_alpha=0.65, calm_tolerance=0.05)
+    assert sw.alpha == 0.5 and sw.calm is None        # no check yet: the configured pull
+    sw.note_change(0.03)                              # a small rise
+    assert sw.alpha == 0.65 and sw.calm is True
+    sw.note_change(-0.049)                            # a small drop: still calm
+    assert sw.alpha == 0.65
+    state = sw.state_dict()
+    sw.note_change(-0.2)                              # a large drop: the averaging matters
+    assert sw.alpha == 0.5 and sw.calm is False
+    sw.note_change(0.0)
+    assert sw.alpha == 0.5                            # for good
+    assert sw.summary()["alpha_peak"] == 0.65 and sw.summary()["calm"] is False
+    rising = SlowWeights(every=1, alpha=0.5, calm_alpha=0.65)
+    rising.note_change(0.3)                           # a large rise ends it too
+    assert rising.alpha == 0.5 and rising.calm is False
+    resumed = SlowWeights(every=1, alpha=0.5, calm_alpha=0.65)
+    resumed.load_state_dict(state)
+    assert resumed.alpha == 0.65 and resumed.calm is True
+    off = SlowWeights(every=1, alpha=0.5)
+    off.note_change(0.0)
+    off.load_state_dict(state)                        # a checkpoint does not switch it on
+    assert off.alpha == 0.5 and off.calm is None
+
+
+def test_a_calm_paired_check_shortens_the_next_pull_and_a_large_change_restores_it():
+    model, x, y = _problem(3)
+    trainer = _trainer(model, jump_alpha_calm=0.65, jump_trust=0)   # every check paired
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    best = _least_squares(x, y)
+    trainer.flat.write_from(best)                     # the weights sit on the optimum ...
+    trainer.jumps.slow.copy_(best + 0.005)            # ... and the slow weights just off it
+    trainer.step(loss)                                # ends on the jump
+    r = trainer.step(loss)                            # checks it: a tiny rise
+    assert 0.0 < r.components["jump_rise"] <= 0.05
+    assert trainer.jumps.alpha == 0.65 and trainer.summary()["jumps"]["calm"] is True
+    trainer.flat.write_from(best)
+    slow = trainer.jumps.slow.clone()
+    trainer.step(loss)                                # the next jump pulls by 0.65
+    torch.testing.assert_close(trainer.flat.flatten(), slow + 0.65 * (best - slow))
+    r = trainer.step(loss)                            # checks it: calm again
+    assert abs(r.components["jump_rise"]) <= 0.05 and trainer.jumps.alpha == 0.65
+    trainer.jumps.slow.add_(100.0)                    # a far worse point: a large rise
+    trainer.step(loss)                                # ends on the bad jump
+    r = trainer.step(loss)
+    assert r.jumped is False and r.components["jump_rise"] > 0.05
+    assert trainer.jumps.alpha == 0.5 and trainer.summary()["jumps"]["calm"] is False
+    assert "alpha 0.50 now, at most 0.65" in run_text_report(trainer)
+
+
+@pytest.mark.parametrize("cfg", [dict(jump_alpha_calm=0.0), dict(jump_alpha_step=0.05),
+                                 dict(jump_alpha=0.65), dict(jump_alpha=0.8)])
+def test_the_calm_rule_is_off_where_something_else_sets_the_pull(cfg):
+    """Off by request, under the adapted pull, and where the configured pull is already as
+    short as the calm one: a calm check then leaves alpha where it was."""
+    model, x, y = _problem(3)
+    trainer = _trainer(model, **cfg)
+    assert trainer.jumps.calm_alpha == 0.0 and trainer.summary()["jumps"]["calm_alpha"] == 0.0
+    alpha = trainer.jumps.alpha
+    trainer.jumps.note_change(0.0)
+    assert trainer.jumps.alpha == alpha and trainer.jumps.calm is None
+
+
+def test_the_default_shortens_the_pull_of_calm_jumps():
+    cfg = HybridConfig()
+    assert cfg.jump_alpha_calm > cfg.jump_alpha and cfg.jump_alpha_step == 0.0
+    assert cfg.jump_alpha_calm <= 1.0

@@ -192,6 +192,14 @@ class HybridConfig(BaseModel):
         "this much while the loss at the jumped weights falls towards the weights the jump "
         "left (its gradient's slope along the jump: one dot product), and falls back by as "
         "much otherwise, within [`jump_alpha`, 0.9]. 0 keeps alpha fixed.")
+    jump_alpha_calm: float = Field(
+        0.65, ge=0.0, le=1.0, description="Alpha while the paired checks find the jumps calm, "
+        "each changing its batch's loss by at most `jump_grace_tolerance` either way (a "
+        "transformer whose loss falls steadily). Averaging then buys little while the pull "
+        "back still costs progress; the first check that finds a larger change, either way, "
+        "returns alpha to `jump_alpha` for the rest of the run. Needs paired checks; off with "
+        "0, with `jump_alpha` at or above it, or with `jump_alpha_step` > 0 (those set the "
+        "pull themselves).")
 
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")
@@ -299,7 +307,7 @@ SEGMENT_SETTINGS = (
 #: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
 JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
                  "jump_grace", "jump_grace_tolerance", "jump_alpha",
-                 "jump_alpha_step")
+                 "jump_alpha_step", "jump_alpha_calm")
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -156,7 +156,10 @@ class HybridTrainer:
         self._last_checkpoint: Path | None = None
         self._residuals: list[float] = []
         self.jumps = SlowWeights(config.jump_every, config.jump_alpha,
-                                 alpha_step=config.jump_alpha_step) if config.jump_every else None
+                                 alpha_step=config.jump_alpha_step,
+                                 calm_alpha=config.jump_alpha_calm,
+                                 calm_tolerance=config.jump_grace_tolerance,
+                                 ) if config.jump_every else None
         self._jumps_off_until: int | None = None
         self._jumps_off_reason: str | None = None   # why jumps are paused, while they are
         self._jump_pending = False                # weights sit on the slow weights, unchecked
@@ -488,6 +491,7 @@ class HybridTrainer:
             jumped = self._judge_jump(*pair)
             if pair[0] is not None and pair[0] > 0 and math.isfinite(pair[1]):
                 jump_rise = pair[1] / pair[0] - 1.0   # the paired check's number, for the user
+                self.jumps.note_change(jump_rise)  # type: ignore[union-attr]
             if jumped != (at_jump is None):   # the graded forward ran at the wrong weights
                 land = self.jumps.slow if jumped else self._scratch
                 self.flat.write_from(land)  # type: ignore[arg-type]

@@ -123,7 +123,8 @@ def test_the_pull_ablations_change_only_the_pull_and_run_only_when_named() -> No
         if name == "hybrid-alpha-adapt":
             assert differ == {"jump_alpha_step"} and cfg.jump_alpha_step > 0
         else:
-            assert differ == {"jump_alpha"} and str(cfg.jump_alpha) in name
+            assert differ == {"jump_alpha", "jump_alpha_calm"} and cfg.jump_alpha_calm == 0
+            assert str(cfg.jump_alpha) in name
 
 
 def test_every_method_gets_its_own_colour_in_the_plots():

@@ -52,7 +52,8 @@ def test_schema(quick_report: tuple[dict, Path]) -> None:
     assert 1.0 <= w["bound"] <= 3.0
     expected = {"adamw-tuned", "adamw", "hybrid-continuation", "hybrid-extrapolation",
                 "hybrid-rssm", "hybrid-averaging", "hybrid-jumps", "hybrid-paired-all",
-                "hybrid-no-grace", "hybrid-no-backoff", "hybrid-guard", "lookahead",
+                "hybrid-no-grace", "hybrid-no-backoff", "hybrid-no-calm", "hybrid-guard",
+                "lookahead",
                 "selective-backprop", "linear-extrapolation"}
     assert set(w["methods"]) == expected
     for name, entry in w["methods"].items():
@@ -71,7 +72,7 @@ def test_hybrid_really_predicted(quick_report: tuple[dict, Path]) -> None:
     hybrids = {m: e for m, e in w["methods"].items() if m.startswith("hybrid")}
     assert hybrids["hybrid-continuation"]["predicted_steps"] > 0
     for name in ("hybrid-jumps", "hybrid-paired-all", "hybrid-no-grace", "hybrid-no-backoff",
-                 "hybrid-guard"):
+                 "hybrid-no-calm", "hybrid-guard"):
         jumps_only = hybrids.pop(name)
         # segments off: every step is real, and the jumps onto the slow weights were checked
         assert jumps_only["predicted_fraction"] == 0

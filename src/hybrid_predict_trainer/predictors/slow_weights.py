@@ -33,10 +33,14 @@ class SlowWeights:
             (each rejected jump costs an extra forward and gives nothing).
         alpha_step: with > 0, ``adapt`` moves alpha by this much after each checked jump.
         alpha_max: the highest alpha ``adapt`` reaches (the lowest is ``alpha``).
+        calm_alpha: alpha while the paired checks find the jumps calm (``note_change``);
+            off with 0, with ``alpha`` at or above it, or with ``alpha_step`` > 0.
+        calm_tolerance: the largest change of a batch's loss, either way, of a calm jump.
     """
 
     def __init__(self, every: int, alpha: float, window: int = 6, min_accept: int = 2,
-                 alpha_step: float = 0.0, alpha_max: float = 0.9) -> None:
+                 alpha_step: float = 0.0, alpha_max: float = 0.9, calm_alpha: float = 0.0,
+                 calm_tolerance: float = 0.05) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         if not 0.0 < alpha <= 1.0:
@@ -46,6 +50,10 @@ class SlowWeights:
         self.every, self.alpha = every, alpha
         self.alpha_step, self.alpha_min, self.alpha_max = alpha_step, alpha, max(alpha, alpha_max)
         self.alpha_peak = alpha              # the highest alpha used
+        # the calm rule shortens the configured pull; an adapted or already shorter one wins
+        self.calm_alpha = calm_alpha if calm_alpha > alpha and alpha_step <= 0.0 else 0.0
+        self.calm_tolerance = calm_tolerance
+        self.calm: bool | None = None        # None: no paired check yet (or calm_alpha off)
         self.slow: torch.Tensor | None = None
         self.since = 0                      # real steps since the last jump (or the start)
         self.accepted = 0
@@ -95,6 +103,22 @@ class SlowWeights:
         self.alpha = min(self.alpha_max, max(self.alpha_min, a))
         self.alpha_peak = max(self.alpha_peak, self.alpha)
 
+    def note_change(self, rise: float) -> None:
+        """A paired check's relative change of its batch's loss (negative: the jump lowered
+        it). With ``calm_alpha``: alpha is ``calm_alpha`` while every such change stayed
+        within ``calm_tolerance`` either way, and the configured alpha for good from the first
+        that did not. Why: the check measures what the averaging does to a batch. Where it
+        barely moves the loss (a transformer whose loss falls steadily: under 1% after the
+        first jumps), the pull half-way back buys little and costs progress at every jump;
+        where it moves the loss a lot, either way (8-48% on the first jumps of the other
+        benchmark workloads, 8-21% drops later), the averaging matters and the configured
+        pull stays (benchmarks/RESULTS.md)."""
+        if self.calm_alpha <= 0.0 or self.calm is False:
+            return
+        self.calm = abs(rise) <= self.calm_tolerance
+        self.alpha = self.calm_alpha if self.calm else self.alpha_min
+        self.alpha_peak = max(self.alpha_peak, self.alpha)
+
     def paired_due(self, trust: int, max_gap: int = 1) -> bool:
         """Whether the next jump needs a paired check: always while fewer than ``trust``
         paired checks in a row kept their jump (``trust`` 0: always). After that the jumps
@@ -140,7 +164,8 @@ class SlowWeights:
     def summary(self) -> dict[str, Any]:
         n = self.accepted + self.rejected
         return {"every": self.every, "alpha": self.alpha, "alpha_peak": self.alpha_peak,
-                "alpha_step": self.alpha_step, "accepted": self.accepted,
+                "alpha_step": self.alpha_step, "calm_alpha": self.calm_alpha,
+                "calm": self.calm, "accepted": self.accepted,
                 "rejected": self.rejected,
                 "mean_drop": self.drops / self.paired if self.paired else None,
                 "acceptance": self.accepted / n if n else None}
@@ -150,7 +175,7 @@ class SlowWeights:
                 "accepted": self.accepted, "rejected": self.rejected, "drops": self.drops,
                 "paired": self.paired, "outcomes": list(self.outcomes),
                 "streak": self.streak, "unpaired": self.unpaired, "alpha": self.alpha,
-                "alpha_peak": self.alpha_peak}
+                "alpha_peak": self.alpha_peak, "calm": self.calm}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         slow = state["slow"]
@@ -167,4 +192,11 @@ class SlowWeights:
             # an adapted alpha resumes where it was, within this run's range; a fixed one is
             # the configured value, so a resumed run may change it
             self.alpha = min(self.alpha_max, max(self.alpha_min, float(state["alpha"])))
+            self.alpha_peak = max(self.alpha, float(state.get("alpha_peak", self.alpha)))
+        if self.calm_alpha > 0.0:
+            # the calm verdict resumes (None: no paired check yet, or a checkpoint written
+            # before the rule); alpha follows it under this run's settings
+            calm = state.get("calm")
+            self.calm = None if calm is None else bool(calm)
+            self.alpha = self.calm_alpha if self.calm else self.alpha_min
             self.alpha_peak = max(self.alpha, float(state.get("alpha_peak", self.alpha)))
