@@ -222,7 +222,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer's defaults: predicted segments off, only the checked jumps onto "
            "the slow weights (paired checks; once two in a row kept their jump, the jumps "
            "between two paired checks are guard-checked, 1, 2, 4, then at most 8 of them; "
-           "the first four checks keep a jump that raised the loss by up to 5%)",
+           "the first four checks keep a jump that raised the loss by up to 5%; while every "
+           "paired check finds its jump changing the batch's loss by at most 5% either way, "
+           "the pull is 0.65 instead of 0.5)",
            hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "

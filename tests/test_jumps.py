@@ -611,6 +611,8 @@ def test_a_calm_paired_check_shortens_the_next_pull_and_a_large_change_restores_
     r = trainer.step(loss)                            # checks it: a tiny rise
     assert 0.0 < r.components["jump_rise"] <= 0.05
     assert trainer.jumps.alpha == 0.65 and trainer.summary()["jumps"]["calm"] is True
+    assert "alpha 0.65 now, at most 0.65 (the paired checks find the jumps calm)" in \
+        run_text_report(trainer)
     trainer.flat.write_from(best)
     slow = trainer.jumps.slow.clone()
     trainer.step(loss)                                # the next jump pulls by 0.65
@@ -622,7 +624,8 @@ def test_a_calm_paired_check_shortens_the_next_pull_and_a_large_change_restores_
     r = trainer.step(loss)
     assert r.jumped is False and r.components["jump_rise"] > 0.05
     assert trainer.jumps.alpha == 0.5 and trainer.summary()["jumps"]["calm"] is False
-    assert "alpha 0.50 now, at most 0.65" in run_text_report(trainer)
+    text = run_text_report(trainer)
+    assert "alpha 0.50 now, at most 0.65" in text and "calm" not in text
 
 
 @pytest.mark.parametrize("cfg", [dict(jump_alpha_calm=0.0), dict(jump_alpha_step=0.05),

@@ -25,6 +25,7 @@ def run_text_report(trainer: Any) -> str:
                      f"{jumps['rejected']} undone"
                      + (f"; alpha {jumps['alpha']:.2f} now, at most {jumps['alpha_peak']:.2f}"
                         if jumps.get("alpha_step") or jumps.get("calm_alpha") else "")
+                     + (" (the paired checks find the jumps calm)" if jumps.get("calm") else "")
                      + (f"; {jumps['paused']}" if jumps.get("paused") else ""))
     monitor = getattr(trainer, "monitor", None)
     if monitor is not None and hasattr(monitor, "report"):
