@@ -108,8 +108,8 @@ class SlowWeights:
         it). With ``calm_alpha``: alpha is ``calm_alpha`` while every such change stayed
         within ``calm_tolerance`` either way, and the configured alpha for good from the first
         that did not. Why: the check measures what the averaging does to a batch. Where it
-        barely moves the loss (a transformer whose loss falls steadily: under 1% after the
-        first jumps), the pull half-way back buys little and costs progress at every jump;
+        barely moves the loss (a transformer whose loss falls steadily: 0.7% in the median
+        after the first jumps), the pull half-way back buys little and costs progress at every jump;
         where it moves the loss a lot, either way (8-48% on the first jumps of the other
         benchmark workloads, 8-21% drops later), the averaging matters and the configured
         pull stays (benchmarks/RESULTS.md)."""
