@@ -64,6 +64,16 @@ def test_settings_that_cannot_act_are_named_with_their_switch():
     off = HybridConfig(jump_every=0, jump_alpha=0.3, jump_check="guard")
     assert off.inert_settings() == {"jump_check": "jump_every > 0", "jump_alpha": "jump_every > 0"}
     assert HybridConfig(jump_alpha=0.3).inert_settings() == {}
+    # the calm pull acts only where no other rule sets the pull, and only with paired checks
+    from hybrid_predict_trainer.config import CALM_SWITCH
+    assert HybridConfig(jump_alpha_calm=0.7, jump_alpha_step=0.05).inert_settings() == {
+        "jump_alpha_calm": CALM_SWITCH}
+    assert HybridConfig(jump_alpha_calm=0.7, jump_alpha=0.7).inert_settings() == {
+        "jump_alpha_calm": CALM_SWITCH}
+    assert HybridConfig(jump_alpha_calm=0.7, jump_check="guard").inert_settings() == {
+        "jump_alpha_calm": 'jump_check="paired"'}
+    assert HybridConfig(jump_alpha_calm=0.7).inert_settings() == {}
+    assert HybridConfig(jump_alpha_calm=0.0, jump_alpha_step=0.05).inert_settings() == {}
 
 
 def test_every_listed_setting_is_a_field():

@@ -214,15 +214,22 @@ class HybridConfig(BaseModel):
         """Settings changed from their defaults that this configuration never reads, each
         with the switch that would make it act. Why: predicted segments are off by default, so
         a tuned ``confidence_threshold`` or ``predictor`` would otherwise change nothing and
-        say nothing (and likewise the jump settings with ``jump_every=0``)."""
+        say nothing (and likewise the jump settings with ``jump_every=0``, and
+        ``jump_alpha_calm`` where another setting sets the pull or no paired check runs)."""
         groups = []
         if not self.segments:
             groups.append((SEGMENT_SETTINGS, "segments=True"))
         if self.jump_every == 0:
             groups.append((JUMP_SETTINGS, "jump_every > 0"))
+        elif self.jump_alpha_step > 0.0 or self.jump_alpha >= self.jump_alpha_calm:
+            groups.append((("jump_alpha_calm",), CALM_SWITCH))   # another rule sets the pull
+        elif self.jump_check == "guard":
+            groups.append((("jump_alpha_calm",), 'jump_check="paired"'))   # it never decides
         fields = type(self).model_fields
         return {key: switch for keys, switch in groups for key in keys
-                if getattr(self, key) != fields[key].get_default(call_default_factory=True)}
+                if getattr(self, key) != fields[key].get_default(call_default_factory=True)
+                and not (key == "jump_alpha_calm" and self.jump_alpha_calm == 0.0
+                         and self.jump_every > 0)}   # 0 is a choice that acts: the rule off
 
     @model_validator(mode="before")
     @classmethod
@@ -304,6 +311,8 @@ SEGMENT_SETTINGS = (
     "bandit_alpha", "bandit_penalty", "auto_off_min_segments", "cost_model",
     "fixed_predicted_cost", "continuation_beta", "extrapolation_window", "averaging_beta",
     "averaging_window", "rssm_members", "rssm_rank", "rssm_window", "rssm_hidden")
+#: What lets ``jump_alpha_calm`` act where the pull is set otherwise.
+CALM_SWITCH = "jump_alpha_step=0 and jump_alpha below jump_alpha_calm"
 #: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
 JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
                  "jump_grace", "jump_grace_tolerance", "jump_alpha",

@@ -185,8 +185,11 @@ class HybridTrainer:
         for key, switch in inert.items():
             by_switch.setdefault(switch, []).append(key)
         for switch, keys in by_switch.items():
-            what = "predicted segments are" if switch == "segments=True" else "the jumps are"
-            warnings.warn(f"config: {', '.join(keys)}: no effect while {what} off; set {switch} "
+            what = {"segments=True": "predicted segments are off",
+                    "jump_every > 0": "the jumps are off",
+                    'jump_check="paired"': "no paired check measures the jumps",
+                    }.get(switch, "another setting sets the pull")
+            warnings.warn(f"config: {', '.join(keys)}: no effect while {what}; set {switch} "
                           f"or leave {'it' if len(keys) == 1 else 'them'} out", HybridWarning,
                           stacklevel=3)
 
