@@ -116,7 +116,9 @@ def test_trusted_jumps_skip_the_forward_of_the_guarded_checks():
 
 
 @pytest.mark.parametrize("kwargs", [dict(every=0, alpha=0.5), dict(every=5, alpha=0.0),
-                                    dict(every=5, alpha=0.5, window=3, min_accept=4)])
+                                    dict(every=5, alpha=0.5, window=3, min_accept=4),
+                                    dict(every=5, alpha=0.5, calm_alpha=0.4),
+                                    dict(every=5, alpha=0.5, calm_alpha=0.65, alpha_step=0.1)])
 def test_slow_weights_refuse_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         SlowWeights(**kwargs)

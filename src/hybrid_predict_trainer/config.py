@@ -221,15 +221,19 @@ class HybridConfig(BaseModel):
             groups.append((SEGMENT_SETTINGS, "segments=True"))
         if self.jump_every == 0:
             groups.append((JUMP_SETTINGS, "jump_every > 0"))
-        elif self.jump_alpha_step > 0.0 or self.jump_alpha >= self.jump_alpha_calm:
+        elif self.jump_alpha_calm > 0.0 and not self.calm_pull():
             groups.append((("jump_alpha_calm",), CALM_SWITCH))   # another rule sets the pull
-        elif self.jump_check == "guard":
+        elif self.jump_alpha_calm > 0.0 and self.jump_check == "guard":
             groups.append((("jump_alpha_calm",), 'jump_check="paired"'))   # it never decides
         fields = type(self).model_fields
         return {key: switch for keys, switch in groups for key in keys
-                if getattr(self, key) != fields[key].get_default(call_default_factory=True)
-                and not (key == "jump_alpha_calm" and self.jump_alpha_calm == 0.0
-                         and self.jump_every > 0)}   # 0 is a choice that acts: the rule off
+                if getattr(self, key) != fields[key].get_default(call_default_factory=True)}
+
+    def calm_pull(self) -> float:
+        """The calm jumps' alpha that acts: ``jump_alpha_calm``, or 0 where the rule is off
+        (asked for, or ``jump_alpha_step`` or a ``jump_alpha`` at or above it sets the pull)."""
+        acts = self.jump_alpha_calm > self.jump_alpha and self.jump_alpha_step == 0.0
+        return self.jump_alpha_calm if acts else 0.0
 
     @model_validator(mode="before")
     @classmethod

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checked, save_atomic
-from .config import HybridConfig
+from .config import CALM_SWITCH, HybridConfig
 from .control import ConfidenceGate, DivergenceMonitor, LinUCB, LossTracker
 from .control.divergence import Level, Signal
 from .distributed import Collective, LocalCollective
@@ -157,7 +157,7 @@ class HybridTrainer:
         self._residuals: list[float] = []
         self.jumps = SlowWeights(config.jump_every, config.jump_alpha,
                                  alpha_step=config.jump_alpha_step,
-                                 calm_alpha=config.jump_alpha_calm,
+                                 calm_alpha=config.calm_pull(),
                                  calm_tolerance=config.jump_grace_tolerance,
                                  ) if config.jump_every else None
         self._jumps_off_until: int | None = None
@@ -188,7 +188,7 @@ class HybridTrainer:
             what = {"segments=True": "predicted segments are off",
                     "jump_every > 0": "the jumps are off",
                     'jump_check="paired"': "no paired check measures the jumps",
-                    }.get(switch, "another setting sets the pull")
+                    CALM_SWITCH: "another setting sets the pull"}[switch]
             warnings.warn(f"config: {', '.join(keys)}: no effect while {what}; set {switch} "
                           f"or leave {'it' if len(keys) == 1 else 'them'} out", HybridWarning,
                           stacklevel=3)

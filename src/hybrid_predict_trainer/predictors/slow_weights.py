@@ -34,7 +34,8 @@ class SlowWeights:
         alpha_step: with > 0, ``adapt`` moves alpha by this much after each checked jump.
         alpha_max: the highest alpha ``adapt`` reaches (the lowest is ``alpha``).
         calm_alpha: alpha while the paired checks find the jumps calm (``note_change``);
-            off with 0, with ``alpha`` at or above it, or with ``alpha_step`` > 0.
+            0: off. It shortens the configured pull, so it must lie above ``alpha``, and it
+            cannot share alpha with ``alpha_step``.
         calm_tolerance: the largest change of a batch's loss, either way, of a calm jump.
     """
 
@@ -47,12 +48,12 @@ class SlowWeights:
             raise ValueError("alpha must be in (0, 1]")
         if not 1 <= min_accept <= window:
             raise ValueError("min_accept must be in [1, window]")
+        if calm_alpha and (calm_alpha <= alpha or alpha_step > 0.0 or calm_alpha > 1.0):
+            raise ValueError("calm_alpha must be 0, or in (alpha, 1] with alpha_step 0")
         self.every, self.alpha = every, alpha
         self.alpha_step, self.alpha_min, self.alpha_max = alpha_step, alpha, max(alpha, alpha_max)
         self.alpha_peak = alpha              # the highest alpha used
-        # the calm rule shortens the configured pull; an adapted or already shorter one wins
-        self.calm_alpha = calm_alpha if calm_alpha > alpha and alpha_step <= 0.0 else 0.0
-        self.calm_tolerance = calm_tolerance
+        self.calm_alpha, self.calm_tolerance = calm_alpha, calm_tolerance
         self.calm: bool | None = None        # None: no paired check yet (or calm_alpha off)
         self.slow: torch.Tensor | None = None
         self.since = 0                      # real steps since the last jump (or the start)
