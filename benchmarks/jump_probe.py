@@ -49,10 +49,11 @@ def rises(workload: str, lr: float, seed: int) -> list[tuple[int, float]]:
     return out
 
 
-def published_lr(workload: str) -> float:
-    """The lr the published benchmark run tuned for Lookahead (the trajectory probed here)."""
+def published_lr(workload: str, method: str = "lookahead") -> float:
+    """The lr the published benchmark run tuned for ``method`` (by default Lookahead, the
+    trajectory probed here)."""
     report = json.loads(PUBLISHED.read_text())
-    return float(report["workloads"][workload]["methods"]["lookahead"]["lr"])
+    return float(report["workloads"][workload]["methods"][method]["lr"])
 
 
 def main(argv: list[str] | None = None) -> None:

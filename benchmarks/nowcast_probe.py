@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from .jump_probe import published_lr
 from .workloads import WORKLOADS, CharGPT, Data, epoch_batches, load_or_skip
 
 INTERVAL = 5     # steps between two recorded weights
@@ -243,10 +244,8 @@ def compare(workload: str, lr: float, seeds: int, net: nn.Module,
 
 def _tuned_lr(workload: str) -> float:
     """The lr the published benchmark tuned for AdamW (the workload's default without one)."""
-    latest = Path(__file__).parent / "results" / "latest.json"
     try:
-        return float(json.loads(latest.read_text())["workloads"][workload]["methods"]
-                     ["adamw-tuned"]["lr"])
+        return published_lr(workload, "adamw-tuned")
     except (OSError, KeyError, ValueError, TypeError):
         return WORKLOADS[workload].default_lr
 
