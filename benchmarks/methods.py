@@ -162,7 +162,9 @@ class HybridRunner:
 
     The whole ``trainer.step`` call is what the harness times, so the trainer's own
     bookkeeping (snapshots, predictor fitting, gates) counts against it. The health monitor is
-    off: it is an optional feature measured separately, not part of a training step.
+    off: it is an optional feature measured separately, not part of a training step. On a
+    full-batch workload every configuration that reads ``full_batch`` is told so, as a user
+    training full-batch would (it is a fact about the data, not a tuned setting).
     """
 
     def __init__(self, workload: Workload, model: nn.Module, lr: float, seed: int,
@@ -170,7 +172,12 @@ class HybridRunner:
         from hybrid_predict_trainer import HybridConfig, HybridTrainer
 
         self.workload, self.model = workload, model
-        cfg = HybridConfig(predictor=predictor, monitor=False, seed=seed, **(config or {}))
+        settings = {"predictor": predictor, "monitor": False, "seed": seed, **(config or {})}
+        if workload.full_batch and "full_batch" not in settings:
+            # a fact about the data that a user states, told wherever the method reads it
+            told = HybridConfig(**settings, full_batch=True)
+            settings["full_batch"] = "full_batch" not in told.inert_settings()
+        cfg = HybridConfig(**settings)
         self.trainer = HybridTrainer(model, _adamw(model, lr), config=cfg)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
@@ -224,7 +231,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "between two paired checks are guard-checked, 1, 2, 4, then at most 8 of them; "
            "the first four checks keep a jump that raised the loss by up to 5%; while every "
            "paired check finds its jump changing the batch's loss by at most 5% either way, "
-           "the pull is 0.65 instead of 0.5)",
+           "the pull is 0.65 instead of 0.5; on a full-batch workload, told so with "
+           "full_batch=True, a paired check takes the last step's loss as its 'before' and "
+           "runs no forward of its own)",
            hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "
@@ -240,6 +249,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer's defaults but a fixed pull (jump_alpha_calm=0: alpha stays 0.5 "
            "where the default's 0.65 applies while every paired check finds its jump changing "
            "the batch's loss by at most 5% either way)", hybrid=True),
+    Method("hybrid-not-told-full-batch", _hybrid("continuation", segments=False,
+                                                  full_batch=False),
+           "HybridTrainer's defaults without full_batch=True on a full-batch workload: each "
+           "paired check runs a no-grad forward of its own instead of taking the last step's "
+           "loss (the same as hybrid-jumps on the other workloads)", hybrid=True, extra=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),

@@ -63,6 +63,7 @@ class Workload:
     eval_batch: int = 1024
     quick_steps: int | None = None
     seeds: int = 3          # cheap workloads use more: their curves are the noisiest
+    full_batch: bool = False  # every step sees the same batch; the hybrid rows are told so
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean training loss of a batch (the closure every method differentiates)."""
@@ -288,7 +289,8 @@ TABULAR_FULLBATCH = Workload(
     default_lr=4e-3, steps=40, eval_every=5, batch_size=354,
     load=_load_tabular,
     build_model=lambda data: nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 1)),
-    per_sample_loss=_mse, batches=lambda data, seed: _full_batches(data, seed), seeds=7)
+    per_sample_loss=_mse, batches=lambda data, seed: _full_batches(data, seed), seeds=7,
+    full_batch=True)
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in

@@ -73,6 +73,13 @@ def test_settings_that_cannot_act_are_named_with_their_switch():
     assert HybridConfig(jump_alpha_calm=0.7, jump_check="guard").inert_settings() == {
         "jump_alpha_calm": 'jump_check="paired"'}
     assert HybridConfig(jump_alpha_calm=0.7).inert_settings() == {}
+    # full_batch acts on paired jump checks and on predicted segments, not on guard checks
+    assert HybridConfig(full_batch=True).inert_settings() == {}
+    assert HybridConfig(full_batch=True, segments=True, jump_check="guard").inert_settings() == {}
+    fb = 'segments=True, or jump_every > 0 with jump_check="paired"'
+    assert HybridConfig(full_batch=True, jump_check="guard").inert_settings() == {
+        "full_batch": fb}
+    assert HybridConfig(full_batch=True, jump_every=0).inert_settings() == {"full_batch": fb}
     assert HybridConfig(jump_alpha_calm=0.0, jump_alpha_step=0.05).inert_settings() == {}
 
 

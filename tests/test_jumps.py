@@ -252,6 +252,39 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
     assert trainer.summary()["jumps"]["rejected"] == 2
 
 
+def test_full_batch_checks_take_the_last_steps_loss_and_run_no_forward_of_their_own():
+    model, x, y = _problem(3)
+    trainer = _trainer(model, lr=0.05, full_batch=True, jump_trust=0)
+    calls = []
+
+    def loss():
+        calls.append(torch.is_grad_enabled())
+        return F.mse_loss(model(x), y)
+
+    results = [trainer.step(loss) for _ in range(9)]   # jumps end steps 2, 4, 6, 8
+    checked = [i for i, r in enumerate(results) if r.jumped is not None]
+    assert checked == [2, 4, 6, 8] and all(results[i].jumped for i in checked)
+    assert trainer.stats.forward_checks == 0 and all(calls)   # graded forwards only
+    for i in checked:   # the pair: this step's loss at the jump, the last step's loss
+        rise = results[i].components["jump_rise"]
+        assert rise == pytest.approx(results[i].loss / results[i - 1].loss - 1, rel=1e-6)
+    # a jump that lands above where the last step started is undone, bit-exactly
+    trainer.jumps.slow.add_(100.0)
+    last = trainer.step(loss)                         # ends on the jump
+    calls.clear()
+    r = trainer.step(loss)
+    assert r.jumped is False and calls == [True, True]   # graded at the jump, graded redo
+    assert trainer.stats.forward_checks == 0
+    assert r.components["jump_rise"] > 10.0
+    assert r.loss < last.loss                         # the redo scored the weights it left
+    # without full_batch the same run pays one no-grad forward per paired check
+    model, x, y = _problem(3)
+    plain = _trainer(model, lr=0.05, jump_trust=0)
+    for _ in range(9):
+        plain.step(lambda: F.mse_loss(model(x), y))
+    assert plain.stats.forward_checks == 4
+
+
 def test_a_closure_that_raises_in_the_flipped_order_leaves_the_weights_on_the_jump():
     model, x, y, trainer, loss = _bad_jump_ahead(2)
     for _ in range(3):                                # reject one jump, end on the next
@@ -353,23 +386,29 @@ def test_a_paused_reason_clears_when_jumps_try_again():
     assert trainer.summary()["jumps"]["paused"] is None   # jumps run again: nothing paused
 
 
-def test_jump_state_survives_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("full_batch", [False, True])
+def test_jump_state_survives_a_checkpoint(tmp_path, full_batch):
     model, x, y = _problem(5)
-    trainer = _trainer(model, lr=0.05)
+    trainer = _trainer(model, lr=0.05, full_batch=full_batch)
     loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
     for _ in range(6):                                # step 6 ends on a jump, unchecked
         trainer.step(loss)
     path = trainer.save(tmp_path / "ckpt.pt")
     model2, _, _ = _problem(6)
-    other = _trainer(model2, lr=0.05)
+    other = _trainer(model2, lr=0.05, full_batch=full_batch)
     other.load(path)
     assert torch.equal(other.jumps.slow, trainer.jumps.slow)
     assert other.jumps.since == trainer.jumps.since
+    checks = trainer.stats.forward_checks
     a = [trainer.step(loss) for _ in range(5)]
     b = [other.step(lambda: F.mse_loss(model2(x), y)) for _ in range(5)]
     assert a[0].jumped is not None                    # the pending jump was checked after loading
     assert [r.jumped for r in a] == [r.jumped for r in b]
+    assert [r.components.get("jump_rise") for r in a] == [
+        r.components.get("jump_rise") for r in b]
     assert torch.equal(trainer.flat.flatten(), other.flat.flatten())
+    # full batch: the last step's loss came along, so the resumed check needs no forward
+    assert (other.stats.forward_checks == checks) is full_batch
 
 
 def test_jump_every_zero_turns_jumps_off():

@@ -62,8 +62,11 @@ class HybridConfig(BaseModel):
         "after it is below (1 - margin) x the loss before it. 0 accepts any improvement.")
     full_batch: bool = Field(
         False, description="Set when every step sees the same batch (full-batch training). "
-        "Paired checks then reuse the previous check's loss as the next 'before' (one forward "
-        "per check instead of two) and the segment verdict reuses the snapshot's loss.")
+        "A paired jump check then takes the last real step's loss as its 'before' (no forward "
+        "of its own, the pair one step apart); inside predicted segments, paired checks reuse "
+        "the previous check's loss as the next 'before' (one forward per check instead of "
+        "two) and the segment verdict reuses the snapshot's loss. Wrong when batches differ: "
+        "every check would compare two batches.")
     correction_interval: int = Field(
         0, ge=0, description="If > 0, one real micro-correction step every this many predicted "
         "steps inside a segment. 0 (off) measured best: the Correct phase already re-anchors.")
@@ -214,8 +217,9 @@ class HybridConfig(BaseModel):
         """Settings changed from their defaults that this configuration never reads, each
         with the switch that would make it act. Why: predicted segments are off by default, so
         a tuned ``confidence_threshold`` or ``predictor`` would otherwise change nothing and
-        say nothing (and likewise the jump settings with ``jump_every=0``, and
-        ``jump_alpha_calm`` where another setting sets the pull or no paired check runs)."""
+        say nothing (and likewise the jump settings with ``jump_every=0``,
+        ``jump_alpha_calm`` where another setting sets the pull or no paired check runs, and
+        ``full_batch`` where no paired check runs at all)."""
         groups = []
         if not self.segments:
             groups.append((SEGMENT_SETTINGS, "segments=True"))
@@ -225,6 +229,10 @@ class HybridConfig(BaseModel):
             groups.append((("jump_alpha_calm",), CALM_SWITCH))   # another rule sets the pull
         elif self.jump_alpha_calm > 0.0 and self.jump_check == "guard":
             groups.append((("jump_alpha_calm",), 'jump_check="paired"'))   # it never decides
+        if self.full_batch and not self.segments and (self.jump_every == 0
+                                                      or self.jump_check == "guard"):
+            groups.append((("full_batch",), 'segments=True, or jump_every > 0 with '
+                           'jump_check="paired"'))
         fields = type(self).model_fields
         return {key: switch for keys, switch in groups for key in keys
                 if getattr(self, key) != fields[key].get_default(call_default_factory=True)}
@@ -310,7 +318,7 @@ class HybridConfig(BaseModel):
 #: Settings read only by predicted segments (``segments=True``); the jumps use none of them.
 SEGMENT_SETTINGS = (
     "predictor", "full_steps", "correct_steps", "max_horizon", "horizons", "check_every",
-    "accept_margin", "full_batch", "correction_interval", "rollback_tolerance",
+    "accept_margin", "correction_interval", "rollback_tolerance",
     "confidence_threshold", "confidence_weights", "unreachable_after", "bandit",
     "bandit_alpha", "bandit_penalty", "auto_off_min_segments", "cost_model",
     "fixed_predicted_cost", "continuation_beta", "extrapolation_window", "averaging_beta",

@@ -163,6 +163,8 @@ class HybridTrainer:
         self._jumps_off_until: int | None = None
         self._jumps_off_reason: str | None = None   # why jumps are paused, while they are
         self._jump_pending = False                # weights sit on the slow weights, unchecked
+        # the last real step's loss: with full_batch, the next paired jump check's 'before'
+        self._step_loss: float | None = None
         self.monitor = self._attach_monitor() if config.monitor else None
 
     # ------------------------------------------------------------------ construction helpers
@@ -562,6 +564,7 @@ class HybridTrainer:
         self._work_s += time.perf_counter() - t
         if self.jumps is not None:
             self.jumps.tick()
+        self._step_loss = loss
         residual = None
         if lean:
             self._has_update = False
@@ -643,7 +646,14 @@ class HybridTrainer:
         a rejection the order flips: the check's no-grad forward scores the jumped weights
         where they already are, the weights go back, and the graded forward runs there. That
         returns (None, RNG state, loss at the jump); the decision is the same either way, only
-        the wrong guess pays the third forward."""
+        the wrong guess pays the third forward.
+
+        With ``full_batch`` every step sees the same batch, and the last real step's graded
+        forward already scored it, one optimizer step before the jump: that loss is the
+        'before' and no check runs a forward of its own. The pair is then one step apart (the
+        step's own progress, usually a fraction of a percent to a few percent of the loss,
+        counts in the jump's favour); the check still undoes a jump that lands above where the
+        last step started."""
         assert self.jumps is not None and self.jumps.slow is not None
         assert self._scratch is not None
         rng = self._rng_get()
@@ -652,7 +662,9 @@ class HybridTrainer:
         if cfg.jump_check == "paired" and self.jumps.paired_due(cfg.jump_trust,
                                                                 cfg.jump_trust_max_gap):
             outcomes = self.jumps.outcomes
-            if outcomes and not outcomes[-1]:
+            if cfg.full_batch and self._step_loss is not None:
+                before = self._step_loss   # one batch throughout: scored one step ago
+            elif outcomes and not outcomes[-1]:
                 # the weights sit on the jump: score them there, then go back for the step
                 try:
                     at_jump = self._loss_at(None, closure, back=self._scratch)
@@ -709,6 +721,7 @@ class HybridTrainer:
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
                         rolled_back: bool) -> StepResult:
         """A NaN/Inf loss or gradient never reaches the weights: drop the step."""
+        self._step_loss = None
         self.optimizer.zero_grad(set_to_none=True)
         self.stats.skipped_nonfinite += 1
         bad = None if what != "loss" or self.flat.all_finite() else (
@@ -1245,6 +1258,7 @@ class HybridTrainer:
                 "jumps_off_until": self._jumps_off_until,
                 "jumps_off_reason": self._jumps_off_reason,
                 "jump_pending": self._jump_pending,
+                "step_loss": self._step_loss,
                 "unjumped": (self._scratch.clone() if self._jump_pending
                              and self._scratch is not None else None),
             },
@@ -1358,6 +1372,8 @@ class HybridTrainer:
         self._jumps_off_until = tr.get("jumps_off_until")
         self._jumps_off_reason = tr.get("jumps_off_reason")      # absent in older checkpoints
         self._jump_pending = bool(tr.get("jump_pending", False)) and self.jumps is not None
+        step_loss = tr.get("step_loss")   # absent in older checkpoints: the check runs a forward
+        self._step_loss = float(step_loss) if isinstance(step_loss, (int, float)) else None
         if self._jump_pending:
             if self._scratch is None:
                 self._scratch = self.flat.new_buffer()

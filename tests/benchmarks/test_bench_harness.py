@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks.costs import measure_costs
+from benchmarks.analysis import crossing
 from benchmarks.harness import BenchConfig, Harness, Spec, run_group, run_once
 from benchmarks.methods import LR_GRID, METHODS
 from benchmarks.report import SCHEMA_KEYS, _clean, markdown
@@ -47,8 +48,8 @@ def test_run_once_stops_and_counts(toy: tuple[Workload, Data]) -> None:
 def test_harness_end_to_end(toy: tuple[Workload, Data]) -> None:
     wl, data = toy
     methods = [METHODS[m] for m in ("adamw-tuned", "adamw", "lookahead", "selective-backprop")]
-    h = Harness(wl, data, methods, BenchConfig(seeds=2, max_repeats=0, warmup_steps=3),
-                log=lambda _: None)
+    h = Harness(wl, data, methods, BenchConfig(seeds=2, max_repeats=0, warmup_steps=3,
+                                               tune_repeats=1), log=lambda _: None)
     h.warm_up()
     h.tune()
     grid = {wl.default_lr * m for m in LR_GRID}
@@ -70,6 +71,27 @@ def test_harness_end_to_end(toy: tuple[Workload, Data]) -> None:
               "seeds": 2, "workloads": {"toy": entry}}
     json.dumps(_clean(report), allow_nan=False)
     assert "| adamw-tuned |" in markdown(report)
+
+
+def test_a_short_tuning_run_is_timed_several_times_and_its_median_counts(
+        toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    methods = [METHODS["adamw-tuned"], METHODS["lookahead"]]
+    h = Harness(wl, data, methods, BenchConfig(seeds=1, max_repeats=0, warmup_steps=3,
+                                               tune_repeats=3), log=lambda _: None)
+    h.tune()
+    table = h.tuning["lookahead"]["grid"]
+    target = h.tuning["lookahead"]["target"]
+    reached = [lr for lr in sorted({wl.default_lr * m for m in LR_GRID})
+               if "time_to_target_s" in table[f"{lr:g}"]]
+    assert reached, "the toy reaches its target at some lr of the grid"
+    runs = [r for r in h.runs if r.role == "tune" and r.method == "lookahead"]
+    assert len(runs) == 4 + 2 * len(reached)          # each run that reached it, twice more
+    for lr in reached:
+        times = sorted(crossing(r.points, target)[0] for r in runs if r.lr == lr)
+        assert len(times) == 3 and table[f"{lr:g}"]["time_to_target_s"] == times[1]
+    assert h.lrs["lookahead"] == min(
+        reached, key=lambda lr: table[f"{lr:g}"]["time_to_target_s"])
 
 
 def test_a_lock_step_group_trains_each_method_exactly_as_alone(

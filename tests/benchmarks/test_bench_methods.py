@@ -122,6 +122,8 @@ def test_the_pull_ablations_change_only_the_pull_and_run_only_when_named() -> No
         differ = {k for k, v in base.model_dump().items() if cfg.model_dump()[k] != v}
         if name == "hybrid-alpha-adapt":
             assert differ == {"jump_alpha_step"} and cfg.jump_alpha_step > 0
+        elif name == "hybrid-not-told-full-batch":
+            assert differ == set()   # it differs only on a full-batch workload (below)
         else:
             assert differ == {"jump_alpha", "jump_alpha_calm"} and cfg.jump_alpha_calm == 0
             assert str(cfg.jump_alpha) in name
@@ -142,3 +144,25 @@ def test_jump_probe_reports_every_jump_along_lookaheads_trajectory() -> None:
     assert [step for step, _ in out] == [5, 10, 15, 20, 25, 30, 35]
     assert all(-1.0 < r < 1.0 for _, r in out)
     assert out[0][1] > 0.05       # the first jump raises the next batch's loss (README)
+
+
+def test_on_a_full_batch_workload_the_hybrid_rows_are_told_so_where_they_read_it() -> None:
+    import dataclasses
+
+    from benchmarks.methods import DEFAULT_METHOD
+    from hybrid_predict_trainer import HybridConfig
+
+    wl, data = _workload()
+    full = dataclasses.replace(wl, full_batch=True)
+
+    def config(name: str, workload: Workload) -> HybridConfig:
+        return METHODS[name].make(workload, workload.model(data, 0), 0.05, 0).trainer.config
+
+    told = config(DEFAULT_METHOD, full)
+    assert told.full_batch and not config(DEFAULT_METHOD, wl).full_batch
+    assert told == config(DEFAULT_METHOD, wl).model_copy(update={"full_batch": True})
+    assert not config("hybrid-not-told-full-batch", full).full_batch
+    assert not config("hybrid-guard", full).full_batch      # a guard check would not read it
+    assert config("hybrid-continuation", full).full_batch   # predicted segments read it
+    for name in ("hybrid-jumps", "hybrid-guard", "hybrid-continuation"):
+        assert config(name, full).inert_settings() == {}
