@@ -361,22 +361,18 @@ class Harness:
         cap = base.train_time_s * self.cfg.time_cap_factor
         others = [m for m in self.methods if m.tuned and m.name != "adamw-tuned"]
         tune_runs: dict[str, dict[float, RunResult]] = {m.name: {} for m in others}
+        tune_run = partial(self.run, seed=TUNE_SEED, role="tune", time_cap=cap, stop_at=target,
+                           max_steps=int(self.budget * self.cfg.max_steps_factor))
         for lr in grid:
             for method in others:
-                tune_runs[method.name][lr] = self.run(
-                    method, lr, TUNE_SEED, "tune", max_steps=int(self.budget *
-                                                                 self.cfg.max_steps_factor),
-                    time_cap=cap, stop_at=target)
+                tune_runs[method.name][lr] = tune_run(method, lr)
         for method in others:
             table: dict[str, Any] = {}
             reached: dict[float, float] = {}
             for lr, r in tune_runs[method.name].items():
                 hit = crossing(r.points, target) if r.ok else None
                 if hit and hit[0] < self.cfg.short_tune_s and self.cfg.tune_repeats > 1:
-                    again = [self.run(method, lr, TUNE_SEED, "tune",
-                                      max_steps=int(self.budget * self.cfg.max_steps_factor),
-                                      time_cap=cap, stop_at=target)
-                             for _ in range(self.cfg.tune_repeats - 1)]
+                    again = [tune_run(method, lr) for _ in range(self.cfg.tune_repeats - 1)]
                     times = [hit[0]] + [h[0] for h in (crossing(a.points, target)
                                                        for a in again if a.ok) if h]
                     hit = (statistics.median(times),)
