@@ -118,14 +118,34 @@ def test_segment_settings_are_searched_only_when_segments_are_on():
                                          "divergence_sigma": 3.0}), _space(), base)
 
 
+def test_the_calm_rule_is_searched_only_where_it_can_act():
+    from hybrid_predict_trainer.cli.sweep import changed_settings, suggest
+
+    common = {"segments": False, "jump_every": 5, "divergence_sigma": 3.0}
+    acts = optuna.trial.FixedTrial({**common, "jump_check": "paired", "jump_alpha": 0.5,
+                                    "jump_alpha_step": 0.0, "jump_alpha_calm": 0.0})
+    cfg = suggest(acts, _space(), HybridConfig())
+    assert cfg.jump_alpha_calm == 0.0 and changed_settings(cfg)["jump_alpha_calm"] == 0.0
+    assert cfg.inert_settings() == {}
+    # FixedTrial raises when asked for a value it lacks: these trials never draw the rule
+    for rest in ({"jump_check": "guard", "jump_alpha": 0.5, "jump_alpha_step": 0.0},
+                 {"jump_check": "paired", "jump_alpha": 0.7, "jump_alpha_step": 0.0},
+                 {"jump_check": "paired", "jump_alpha": 0.5, "jump_alpha_step": 0.05}):
+        cfg = suggest(optuna.trial.FixedTrial({**common, **rest}), _space(), HybridConfig())
+        assert cfg.inert_settings() == {} and "jump_alpha_calm" not in changed_settings(cfg)
+    with pytest.raises(ValueError):
+        suggest(optuna.trial.FixedTrial({**common, "jump_check": "paired", "jump_alpha": 0.5,
+                                         "jump_alpha_step": 0.0}), _space(), HybridConfig())
+
+
 def test_a_narrowed_key_with_one_choice_is_fixed_not_searched():
     from hybrid_predict_trainer.cli.sweep import suggest
 
     space = _space(segments=[False], jump_every=[5], jump_check=["paired"], jump_alpha=[0.5, 0.5],
-                   jump_alpha_step=[0.0])
+                   jump_alpha_step=[0.0], jump_alpha_calm=[0.65])
     cfg = suggest(optuna.trial.FixedTrial({"divergence_sigma": 4.0}), space, HybridConfig())
-    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha) == (
-        False, 5, "paired", 0.5)
+    assert (cfg.segments, cfg.jump_every, cfg.jump_check, cfg.jump_alpha,
+            cfg.jump_alpha_calm) == (False, 5, "paired", 0.5, 0.65)
 
 
 def test_sweep_without_a_sweep_table_is_refused(tmp_path):

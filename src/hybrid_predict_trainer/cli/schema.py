@@ -33,7 +33,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 SWEEP_KEYS = ("segments", "max_horizon", "confidence_threshold", "correction_interval",
               "predictor", "check_every", "jump_every", "jump_check", "jump_alpha",
-              "jump_alpha_step", "divergence_sigma")
+              "jump_alpha_step", "jump_alpha_calm", "divergence_sigma")
 
 
 class _Strict(BaseModel):

@@ -33,6 +33,7 @@ DEFAULT_SPACE: dict[str, list[Any]] = {
     "jump_check": ["paired", "guard"],
     "jump_alpha": [0.3, 0.8],
     "jump_alpha_step": [0.0, 0.05],
+    "jump_alpha_calm": [0.0, 0.65],
     "divergence_sigma": [2.0, 6.0],
 }
 #: Searched only in trials with predicted segments on: without them these settings do nothing,
@@ -76,7 +77,13 @@ def suggest(trial: Any, space: dict[str, list[Any]], base: HybridConfig) -> Hybr
             draw(key)
     if values["jump_every"]:
         for key in JUMP_KEYS:
-            draw(key)
+            if key != "jump_alpha_calm":
+                draw(key)
+        # the calm rule acts only with paired checks, no adapted pull, and a drawn pull below
+        # the calm one (HybridConfig.calm_pull): elsewhere both choices train alike
+        if (values["jump_check"] == "paired" and values["jump_alpha_step"] == 0.0
+                and values["jump_alpha"] < max(space["jump_alpha_calm"])):
+            draw("jump_alpha_calm")
     cfg = base.model_dump()
     cfg.update(values)
     if values["segments"]:
@@ -96,12 +103,15 @@ def _horizons(base: HybridConfig, max_h: int) -> list[int]:
 def changed_settings(cfg: HybridConfig) -> dict[str, Any]:
     """The settings of ``cfg`` that the search decides and that take effect, for the TOML
     snippet: the segment settings (with horizons) only when segments are on, the jump
-    settings only when jumps are on."""
+    settings only when jumps are on (the calm rule only where it can act)."""
     keys = ["segments", "jump_every", "divergence_sigma"]
     if cfg.segments:
         keys += [*SEGMENT_KEYS, "horizons"]
     if cfg.jump_every:
-        keys += list(JUMP_KEYS)
+        keys += [k for k in JUMP_KEYS if k != "jump_alpha_calm"]
+        if cfg.jump_check == "paired" and cfg.jump_alpha_step == 0.0 and (
+                cfg.calm_pull() > 0.0 or cfg.jump_alpha_calm == 0.0):
+            keys.append("jump_alpha_calm")   # the rule on or off, where it can act
     return {k: (list(v) if isinstance(v := getattr(cfg, k), tuple) else v) for k in keys}
 
 
