@@ -79,10 +79,8 @@ def suggest(trial: Any, space: dict[str, list[Any]], base: HybridConfig) -> Hybr
         for key in JUMP_KEYS:
             if key != "jump_alpha_calm":
                 draw(key)
-        # the calm rule acts only with paired checks, no adapted pull, and a drawn pull below
-        # the calm one (HybridConfig.calm_pull): elsewhere both choices train alike
-        if (values["jump_check"] == "paired" and values["jump_alpha_step"] == 0.0
-                and values["jump_alpha"] < max(space["jump_alpha_calm"])):
+        # elsewhere every choice of the calm rule trains alike
+        if _calm_can_act(base.model_copy(update=values), max(space["jump_alpha_calm"])):
             draw("jump_alpha_calm")
     cfg = base.model_dump()
     cfg.update(values)
@@ -100,6 +98,16 @@ def _horizons(base: HybridConfig, max_h: int) -> list[int]:
     return arms if arms and arms[-1] == max_h else arms + [max_h]
 
 
+_DEFAULT_CALM = HybridConfig.model_fields["jump_alpha_calm"].default
+
+
+def _calm_can_act(cfg: HybridConfig, calm: float) -> bool:
+    """Whether ``jump_alpha_calm=calm`` would set the pull in ``cfg``: only paired checks
+    measure the calm, and :meth:`HybridConfig.calm_pull` says whether another rule sets it."""
+    return (cfg.jump_check == "paired"
+            and cfg.model_copy(update={"jump_alpha_calm": calm}).calm_pull() > 0.0)
+
+
 def changed_settings(cfg: HybridConfig) -> dict[str, Any]:
     """The settings of ``cfg`` that the search decides and that take effect, for the TOML
     snippet: the segment settings (with horizons) only when segments are on, the jump
@@ -109,9 +117,9 @@ def changed_settings(cfg: HybridConfig) -> dict[str, Any]:
         keys += [*SEGMENT_KEYS, "horizons"]
     if cfg.jump_every:
         keys += [k for k in JUMP_KEYS if k != "jump_alpha_calm"]
-        if cfg.jump_check == "paired" and cfg.jump_alpha_step == 0.0 and (
-                cfg.calm_pull() > 0.0 or cfg.jump_alpha_calm == 0.0):
-            keys.append("jump_alpha_calm")   # the rule on or off, where it can act
+        # the rule on, or off where the default calm pull would have acted
+        if _calm_can_act(cfg, cfg.jump_alpha_calm or _DEFAULT_CALM):
+            keys.append("jump_alpha_calm")
     return {k: (list(v) if isinstance(v := getattr(cfg, k), tuple) else v) for k in keys}
 
 
