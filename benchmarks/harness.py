@@ -273,12 +273,7 @@ class Harness:
         # group the process-wide peak cannot be told apart per method
         self.memory: dict[str, tuple[float | None, float | None]] = {}
 
-    # --- one run, repeated while another process disturbed it ----------------------------
-
-    def run(self, method: Method, lr: float, seed: int, role: str, **kw: Any) -> RunResult:
-        """One run alone (tuning), repeated while another process disturbed it."""
-        spec = Spec(method, lr, role, **kw)
-        return self.run_side_by_side([spec], seed)[0]
+    # --- a lock-step group, repeated while another process disturbed it -----------------
 
     def run_side_by_side(self, specs: list[Spec], seed: int, *,
                          on_done: Callable[[RunResult, list[Spec]], None] | None = None
@@ -332,14 +327,19 @@ class Harness:
     def tune(self) -> None:
         """Pick each method's lr from the grid on the tuning seed (same budget for all).
 
+        Each method's four grid runs train side by side in one lock-step group
+        (:meth:`run_side_by_side`): the machine's speed drifts by 10-20% over minutes, and
+        runs made one after another once handed a method the wrong lr through that drift
+        alone (the same trajectories, 147 ms a step at one lr and 107 ms at the next).
+
         AdamW's lr is the one with the lowest validation loss at the budget (mean of the last
         three evaluations, to damp one lucky evaluation). Every other method then gets the
         same four runs, each capped at the tuned AdamW run's training time, and keeps the lr
         that reaches that run's target (that same mean + 0.5%) fastest; if none reaches it, the
-        lowest loss at the time cap. A run that reaches the target in under ``short_tune_s``
-        is repeated (``tune_repeats`` runs in all, the same trajectory each time) and its
-        median time counts: on the cheapest workload a whole run lasts about 0.03 s, and one
-        disturbed run once cost a method its best lr.
+        lowest loss at the time cap. When a run reaches the target in under ``short_tune_s``,
+        the method's group is made ``tune_repeats`` times in all (the same trajectories each
+        time) and each lr's median time counts: on the cheapest workload a whole run lasts
+        about 0.03 s, and one disturbed run once cost a method its best lr.
         """
         grid = [self.workload.default_lr * m for m in LR_GRID]
         default = self.workload.default_lr
@@ -349,8 +349,7 @@ class Harness:
             self.lrs = {m.name: default for m in self.methods}
             self.lrs["adamw-tuned"] = default
             return
-        base_runs = {lr: self.run(adamw, lr, TUNE_SEED, "tune", max_steps=self.budget)
-                     for lr in grid}
+        base_runs = self._tune_group(adamw, grid, max_steps=self.budget)
         scores = {lr: (tail_mean(r.points) if r.ok else math.inf) for lr, r in base_runs.items()}
         best_lr = min(scores, key=lambda lr: scores[lr])
         base = base_runs[best_lr]
@@ -358,39 +357,53 @@ class Harness:
         self.tuning["adamw-tuned"] = {"criterion": "val loss at budget (mean of last 3 evals)",
                                       "scores": {f"{lr:g}": s for lr, s in scores.items()}}
         target = tail_mean(base.points) * TARGET_SLACK
-        cap = base.train_time_s * self.cfg.time_cap_factor
-        others = [m for m in self.methods if m.tuned and m.name != "adamw-tuned"]
-        tune_runs: dict[str, dict[float, RunResult]] = {m.name: {} for m in others}
-        tune_run = partial(self.run, seed=TUNE_SEED, role="tune", time_cap=cap, stop_at=target,
-                           max_steps=int(self.budget * self.cfg.max_steps_factor))
-        for lr in grid:
-            for method in others:
-                tune_runs[method.name][lr] = tune_run(method, lr)
-        for method in others:
-            table: dict[str, Any] = {}
-            reached: dict[float, float] = {}
-            for lr, r in tune_runs[method.name].items():
-                hit = crossing(r.points, target) if r.ok else None
-                if hit and hit[0] < self.cfg.short_tune_s and self.cfg.tune_repeats > 1:
-                    again = [tune_run(method, lr) for _ in range(self.cfg.tune_repeats - 1)]
-                    times = [hit[0]] + [h[0] for h in (crossing(a.points, target)
-                                                       for a in again if a.ok) if h]
-                    hit = (statistics.median(times),)
-                table[f"{lr:g}"] = ({"time_to_target_s": hit[0]} if hit else
-                                    {"loss_at_cap": (final_loss(r.points) if r.ok else None)})
-                if hit:
-                    reached[lr] = hit[0]
-            if reached:
-                self.lrs[method.name] = min(reached, key=lambda lr: reached[lr])
-            else:
-                finals = {lr: (final_loss(r.points) if r.ok else math.inf)
-                          for lr, r in tune_runs[method.name].items()}
-                self.lrs[method.name] = min(finals, key=lambda lr: finals[lr])
-            self.tuning[method.name] = {"criterion": "time to tuning target", "target": target,
-                                        "grid": table}
+        rules = {"time_cap": base.train_time_s * self.cfg.time_cap_factor, "stop_at": target,
+                 "max_steps": int(self.budget * self.cfg.max_steps_factor)}
         for method in self.methods:
-            if not method.tuned:
+            if method.tuned and method.name != "adamw-tuned":
+                self._tune_method(method, grid, target, rules)
+            elif not method.tuned:
                 self.lrs[method.name] = default
+
+    def _tune_group(self, method: Method, grid: list[float], **rules: Any
+                    ) -> dict[float, RunResult]:
+        """One method at every lr of the grid, side by side on the tuning seed."""
+        specs = [Spec(method, lr, "tune", **rules) for lr in grid]
+        return dict(zip(grid, self.run_side_by_side(specs, TUNE_SEED)))
+
+    def _tune_method(self, method: Method, grid: list[float], target: float,
+                     rules: dict[str, Any]) -> None:
+        """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
+        groups = [self._tune_group(method, grid, **rules)]
+
+        def hits(group: dict[float, RunResult]) -> dict[float, float]:
+            found = {lr: crossing(r.points, target) if r.ok else None
+                     for lr, r in group.items()}
+            return {lr: h[0] for lr, h in found.items() if h}
+
+        first = hits(groups[0])
+        if first and min(first.values()) < self.cfg.short_tune_s:
+            groups += [self._tune_group(method, grid, **rules)
+                       for _ in range(self.cfg.tune_repeats - 1)]
+        times: dict[float, list[float]] = {lr: [] for lr in first}
+        for group in groups:
+            for lr, t in hits(group).items():
+                if lr in times:
+                    times[lr].append(t)
+        reached = {lr: statistics.median(ts) for lr, ts in times.items()}
+        table: dict[str, Any] = {}
+        for lr, r in groups[0].items():
+            table[f"{lr:g}"] = ({"time_to_target_s": reached[lr]} if lr in reached else
+                                {"loss_at_cap": (final_loss(r.points) if r.ok else None)})
+        if reached:
+            self.lrs[method.name] = min(reached, key=lambda lr: reached[lr])
+        else:
+            finals = {lr: (final_loss(r.points) if r.ok else math.inf)
+                      for lr, r in groups[0].items()}
+            self.lrs[method.name] = min(finals, key=lambda lr: finals[lr])
+        self.tuning[method.name] = {"criterion": "time to tuning target", "target": target,
+                                    "grid": table, "side_by_side": True,
+                                    "repeats": len(groups)}
 
     def evaluate_seeds(self) -> None:
         """The timed runs: for each seed, every method side by side with the baseline.

@@ -88,12 +88,37 @@ def test_a_short_tuning_run_is_timed_several_times_and_its_median_counts(
                if "time_to_target_s" in table[f"{lr:g}"]]
     assert reached, "the toy reaches its target at some lr of the grid"
     runs = [r for r in h.runs if r.role == "tune" and r.method == "lookahead"]
-    assert len(runs) == 4 + 2 * len(reached)          # each run that reached it, twice more
+    assert len(runs) == 4 * 3 and h.tuning["lookahead"]["repeats"] == 3   # the group, 3 times
     for lr in reached:
         times = sorted(crossing(r.points, target)[0] for r in runs if r.lr == lr)
         assert len(times) == 3 and table[f"{lr:g}"]["time_to_target_s"] == times[1]
     assert h.lrs["lookahead"] == min(
         reached, key=lambda lr: table[f"{lr:g}"]["time_to_target_s"])
+
+
+def test_a_methods_tuning_runs_train_side_by_side(
+        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning compares one method's lrs by time, so those runs share the machine's drift:
+    each method's grid is one lock-step group, never four runs made one after another."""
+    wl, data = toy
+    methods = [METHODS["adamw-tuned"], METHODS["lookahead"], METHODS["hybrid-guard"]]
+    groups: list[list[tuple[str, float]]] = []
+    real = run_group
+
+    def spy(workload: Workload, d: Data, specs: list[Spec], seed: int, **kw: object) -> list:
+        groups.append([(s.method.name, s.lr) for s in specs])
+        return real(workload, d, specs, seed, **kw)
+
+    monkeypatch.setattr("benchmarks.harness.run_group", spy)
+    h = Harness(wl, data, methods, BenchConfig(seeds=1, max_repeats=0, warmup_steps=3,
+                                               tune_repeats=1), log=lambda _: None)
+    h.tune()
+    grid = [wl.default_lr * m for m in LR_GRID]
+    assert groups == [[(m.name, lr) for lr in grid] for m in methods]
+    runs = [r for r in h.runs if r.role == "tune"]
+    assert {r.seed for r in runs} == {1000} and len(runs) == 3 * len(grid)
+    for m in methods[1:]:
+        assert h.tuning[m.name]["side_by_side"] and h.lrs[m.name] in grid
 
 
 def test_a_lock_step_group_trains_each_method_exactly_as_alone(
