@@ -360,13 +360,18 @@ def test_jumps_that_keep_failing_are_switched_off_with_a_reason():
     loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
     trainer.step(loss)
     trainer.jumps.slow.add_(1000.0)                   # alpha 0.01: it stays far and bad
-    outcomes = [trainer.step(loss).jumped for _ in range(40)]
-    tried = [o for o in outcomes if o is not None]
+    results = [trainer.step(loss) for _ in range(40)]
+    tried = [r.jumped for r in results if r.jumped is not None]
     assert tried == [False] * 6                        # the window, then nothing
     notes = [s for _, s in trainer.signals if s.name == "jumps-off"]
     assert len(notes) == 1 and "0 of the last 6" in notes[0].message
     assert "not trying again" in notes[0].message
     assert trainer.summary()["jumps"]["paused"] == notes[0].message   # the user sees why
+    # the step that paused them says so (no phase change: a StepResult event, not a transition)
+    events = [r for r in results if r.event]
+    assert len(events) == 1 and events[0].event == notes[0].message
+    assert events[0].jumped is False and events[0].transition is None
+    assert events[0].event.startswith(f"step {events[0].step}:")
     assert not trainer._jump_pending
 
 
@@ -378,12 +383,35 @@ def test_a_paused_reason_clears_when_jumps_try_again():
     trainer.jumps.slow.add_(1000.0)
     paused_seen = False
     while not paused_seen:                             # the window of 6 rejections
-        trainer.step(loss)
+        paused = trainer.step(loss)
         paused_seen = trainer.summary()["jumps"]["paused"] is not None
     assert "trying again in 5 steps" in trainer.summary()["jumps"]["paused"]
-    for _ in range(6):                                 # past the re-probe
-        trainer.step(loss)
+    assert paused.event == trainer.summary()["jumps"]["paused"]
+    later = [trainer.step(loss) for _ in range(6)]     # past the re-probe
     assert trainer.summary()["jumps"]["paused"] is None   # jumps run again: nothing paused
+    resumed = [r for r in later if r.event]
+    assert len(resumed) == 1 and "resume after a 5-step pause" in resumed[0].event
+    assert resumed[0].step == paused.step + 5
+
+
+def test_a_jump_pause_reaches_the_metrics_log_and_the_run_report(tmp_path):
+    from hybrid_predict_trainer.report import build_report
+    from hybrid_predict_trainer.report.runlog import read_run
+
+    model, x, y = _problem(4)
+    path = tmp_path / "metrics.jsonl"
+    trainer = _trainer(model, auto_off_reprobe=0, jump_alpha=0.01, metrics_path=str(path))
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    trainer.step(loss)
+    trainer.jumps.slow.add_(1000.0)
+    for _ in range(20):
+        trainer.step(loss)
+    trainer.close()
+    reason = trainer.summary()["jumps"]["paused"]
+    events = read_run(path).events
+    assert len(events) == 1 and events[0][1] == reason
+    html = build_report(path, tmp_path / "out").html.read_text()
+    assert "jumps onto the slow weights paused: only 0 of the last 6" in html
 
 
 @pytest.mark.parametrize("full_batch", [False, True])

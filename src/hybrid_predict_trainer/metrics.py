@@ -25,7 +25,9 @@ class StepResult:
     on a real step that tried a jump onto the slow weights: True when its check accepted it.
     When that check was paired, ``components["jump_rise"]`` is the number behind the verdict:
     the batch's loss at the jumped weights relative to the weights the jump left, minus 1
-    (positive: the jump raised it).
+    (positive: the jump raised it). ``transition`` explains a phase change made on this step;
+    ``event`` explains a decision that is no phase change: the jumps onto the slow weights
+    paused (too few of the recent ones passed their check) or resumed after that pause.
     """
 
     step: int
@@ -40,6 +42,7 @@ class StepResult:
     jumped: bool | None = None
     rolled_back: bool = False
     transition: str | None = None
+    event: str | None = None
     components: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
 

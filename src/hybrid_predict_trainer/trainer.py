@@ -110,6 +110,7 @@ class HybridTrainer:
         self.hooks: list[MetricsHook] = list(hooks)
         self._backward = backward
         self._rolled_now = False                  # a rollback/restore happened this step
+        self._event_now: str | None = None         # a decision this step that is no phase change
         self._writer = JsonlWriter(config.metrics_path) if config.metrics_path else None
         if self._writer is not None:
             self.hooks.append(self._writer)
@@ -257,6 +258,7 @@ class HybridTrainer:
         t0 = time.perf_counter()
         self._work_s = 0.0
         self._rolled_now = False
+        self._event_now = None
         phase = self.phase
         try:
             if phase is Phase.PREDICT:
@@ -278,6 +280,8 @@ class HybridTrainer:
         if phase is Phase.PREDICT:
             self._seg["cost_s"] = self._seg.get("cost_s", 0.0) + elapsed
         object.__setattr__(res, "wall_s", elapsed)   # frozen for the user; stamped once here
+        if self._event_now is not None:
+            object.__setattr__(res, "event", self._event_now)
         for hook in self.hooks:
             hook(res)
         return res
@@ -617,6 +621,8 @@ class HybridTrainer:
             self._jumps_off_until = None
             self._jumps_off_reason = None   # summary()'s "paused" means paused now
             self.jumps.reset_window()
+            self._event_now = (f"step {self.stats.steps}: jumps onto the slow weights resume "
+                               f"after a {self.config.auto_off_reprobe}-step pause")
         return self.jumps.due()
 
     def _jump(self) -> None:
@@ -716,6 +722,7 @@ class HybridTrainer:
                                       f"{again}")
             self._note(Signal("jumps-off", Level.OK, float(sum(w)),
                               float(self.jumps.min_accept), self._jumps_off_reason))
+            self._event_now = self._jumps_off_reason
         return ok
 
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,

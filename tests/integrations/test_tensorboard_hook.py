@@ -45,3 +45,20 @@ def test_event_file_holds_phase_loss_and_saved_backward(mnist_small, tmp_path):
     transitions = acc.Tensors("hybrid/transition/text_summary")
     assert len(transitions) == len(trainer.transitions)
     assert b"warm-up done" in transitions[0].tensor_proto.string_val[0]
+
+
+def test_an_event_that_is_no_phase_change_is_written_as_text(tmp_path):
+    from hybrid_predict_trainer import StepResult
+    from hybrid_predict_trainer.phases import Phase
+
+    tb = TensorBoardHook(tmp_path / "tb")
+    message = "step 7: jumps onto the slow weights paused: only 0 of the last 6 raised no loss"
+    tb(StepResult(6, Phase.FULL, 0.5, predicted=False, backward=True))
+    tb(StepResult(7, Phase.FULL, 0.5, predicted=False, backward=True, jumped=False,
+                  event=message))
+    tb.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors("hybrid/event/text_summary")
+    assert [e.step for e in events] == [7]
+    assert events[0].tensor_proto.string_val[0].decode() == message

@@ -56,6 +56,8 @@ class ProgressView:
             self._progress.update(self._task, completed=self.stats.steps, **self._fields())
             if r.transition and r.rolled_back:
                 say(self._progress.console, r.transition, style="yellow")
+            if r.event:
+                say(self._progress.console, r.event, style="yellow")
         elif self.mode == "plain" and self.stats.steps % self.every == 0:
             of = f"/{self.total}" if self.total else ""
             say(self.console, f"step {self.stats.steps}{of} {describe(self.stats)}")

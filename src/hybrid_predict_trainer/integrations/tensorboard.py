@@ -63,6 +63,8 @@ class TensorBoardHook:
             phase = r.phase.value if isinstance(r.phase, Phase) else str(r.phase)
             self.writer.add_text(f"{self.prefix}/transition", f"[{phase}] {r.transition}",
                                  r.step)
+        if r.event:
+            self.writer.add_text(f"{self.prefix}/event", r.event, r.step)
 
     def add_summary(self, summary: dict[str, Any], health_report: str | None = None) -> None:
         """Write the end-of-run summary (and the health monitor's report) as text."""

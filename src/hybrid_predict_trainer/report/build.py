@@ -73,7 +73,7 @@ def _run(log: RunLog, dest: Path) -> ReportFiles:
     sections.append(("Health monitor findings", _findings(log)))
     if log.health_text:
         sections.append(("Health report (text)", H.pre(log.health_text)))
-    sections.append(("Phase changes and their reasons", _transitions(log)))
+    sections.append(("Phase changes and jump pauses, with their reasons", _transitions(log)))
     sections.append(("Hybrid settings", H.table(
         ["setting", "value"], sorted((k, v) for k, v in log.config.items()))))
     page = H.page(f"hpt report: {log.source.name}",
@@ -100,7 +100,7 @@ def _findings(log: RunLog) -> str:
 
 
 def _transitions(log: RunLog, limit: int = 300) -> str:
-    tr = log.transitions
+    tr = sorted(log.transitions + log.events, key=lambda e: e[0])
     if not tr:
         return "<p class=\"muted\">No phase changes were logged.</p>"
     rows = [[step, text.removeprefix(f"step {step}: ")] for step, text in tr[:limit]]

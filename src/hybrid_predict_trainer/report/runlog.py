@@ -41,6 +41,11 @@ class RunLog:
         """(step, text) of every phase change, from the step records."""
         return [(int(r["step"]), str(r["transition"])) for r in self.steps if r.get("transition")]
 
+    @property
+    def events(self) -> list[tuple[int, str]]:
+        """(step, text) of every decision that is no phase change (jumps paused, resumed)."""
+        return [(int(r["step"]), str(r["event"])) for r in self.steps if r.get("event")]
+
 
 def read_run(path: Path) -> RunLog:
     """Read ``path``: a run folder (``metrics.jsonl`` inside) or a metrics ``.jsonl`` file."""
