@@ -10,7 +10,8 @@ from torch import nn
 
 from benchmarks.costs import measure_costs
 from benchmarks.analysis import crossing
-from benchmarks.harness import BenchConfig, Harness, Spec, run_group, run_once
+from benchmarks.harness import (BenchConfig, Harness, RunResult, Spec, median_timed,
+                                run_group, run_once)
 from benchmarks.methods import LR_GRID, METHODS
 from benchmarks.report import SCHEMA_KEYS, _clean, markdown
 from benchmarks.summary import summarise
@@ -148,3 +149,51 @@ def test_the_baselines_end_sets_the_others_stopping_rules(toy: tuple[Workload, D
     assert runs["adamw"].steps >= wl.steps            # plain AdamW completes the budget
     assert all(r.other_cores is not None for r in h.runs)
     assert {r.method for r in h.runs if r.role == "ref"} == set()   # every lr was covered
+
+
+def test_a_short_seed_is_timed_several_times_and_each_methods_median_run_counts(
+        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch) -> None:
+    wl, data = toy
+    methods = [METHODS[m] for m in ("adamw-tuned", "adamw", "lookahead")]
+    h = Harness(wl, data, methods, BenchConfig(seeds=2, max_repeats=0, warmup_steps=3,
+                                               eval_repeats=3), log=lambda _: None)
+    h.lrs = {"adamw-tuned": 0.02, "adamw": 0.01, "lookahead": 0.02}
+    made: list[list[RunResult]] = []
+    real = h.run_side_by_side
+
+    def spy(*args: object, **kw: object) -> list[RunResult]:
+        made.append(real(*args, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(h, "run_side_by_side", spy)
+    h.evaluate_seeds()                    # the toy's baseline trains for milliseconds
+    assert len(made) == 2 * 3
+    for seed in (0, 1):
+        groups = [g for g in made if g[0].seed == seed]
+        kept = [r for r in h.runs if r.seed == seed]
+        assert len(kept) == len(methods)  # one run per method and seed reaches the summary
+        for attempts in zip(*groups):     # the same trajectory in every attempt (its length
+            n = min(len(r.points) for r in attempts)     # depends on the time rules)
+            assert len({tuple(p[4] for p in r.points[:n]) for r in attempts}) == 1
+        base = next(r for r in kept if r.method == "adamw-tuned")
+        assert sorted(r.train_time_s for r in (g[0] for g in groups))[1] == base.train_time_s
+        target = max(p[4] for p in base.points)          # reached by every attempt at once
+        la = [crossing(g[2].points, target)[0] for g in groups]
+        chosen = median_timed(groups)[2]
+        assert chosen in kept and crossing(chosen.points, target)[0] == sorted(la)[1]
+
+
+def test_median_timed_ranks_a_run_that_missed_the_target_last() -> None:
+    def run(method: str, t: float, reached: bool) -> RunResult:
+        r = RunResult("toy", method, 0.01, 0, "eval", train_time_s=t)
+        r.points = [(0, 0.0, 0, 0, 1.0), (5, t / 2, 5, 0, 0.8), (10, t, 10, 0, 0.5)]
+        if not reached:
+            r.points = [(0, 0.0, 0, 0, 1.0), (5, t / 2, 5, 0, 0.95), (10, t, 10, 0, 0.9)]
+        return r
+
+    groups = [[run("adamw-tuned", 1.0, True), run("lookahead", 0.1, False)],
+              [run("adamw-tuned", 3.0, True), run("lookahead", 0.5, True)],
+              [run("adamw-tuned", 2.0, True), run("lookahead", 0.9, True)]]
+    base, la = median_timed(groups)
+    assert base is groups[2][0]                        # training times 1, 3, 2: the median
+    assert la is groups[2][1]                          # 0.5, 0.9 and "missed": 0.9
