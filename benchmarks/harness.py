@@ -7,7 +7,7 @@ What is timed, and why:
 - Every method of a seed starts from the same initial weights and draws the same batches.
 - The timed runs of a seed advance in lock-step, one step of each method in turn
   (:func:`run_group`), so a drift in the machine's speed hits every method alike. The order
-  inside a round is rotated from seed to seed. ``adamw-tuned``'s training time over the step
+  inside a round is shuffled every round. ``adamw-tuned``'s training time over the step
   budget is the wall time every other method gets (so "quality at equal wall time" is exact).
 - Each group records the CPU cores other processes used (``sysload``); a group above the
   threshold is repeated and the least-disturbed attempt kept.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import statistics
 import time
 import traceback
@@ -201,7 +202,8 @@ def _finish(workload: Workload, data: Data, live: _Live) -> None:
 
 def run_group(workload: Workload, data: Data, specs: list[Spec], seed: int, *,
               on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Train several methods side by side, in lock-step: one step of each in turn.
+    """Train several methods side by side, in lock-step: one step of each per round, in an
+    order shuffled every round (seeded by ``seed``, so a group made again repeats it).
 
     Why lock-step: the reference machine's speed drifts by 10-20% over minutes with no other
     process to blame (identical trajectories measured 113-152 ms a step in runs a minute
@@ -225,6 +227,11 @@ def run_group(workload: Workload, data: Data, specs: list[Spec], seed: int, *,
     meter = sysload.LoadMeter()
     meter.start()
     lives = [_start(workload, data, spec, seed) for spec in specs]
+    # A fixed order would put each method right after the same other one every round, and a
+    # step finds the caches as its predecessor left them: two rows with the same trajectory
+    # came out 1-4% apart in time per step, always the same way round (the one after a
+    # method that sweeps more memory was the slower).
+    order = random.Random(seed)
     reported: set[int] = set()
     while True:
         for i, live in enumerate(lives):
@@ -236,6 +243,7 @@ def run_group(workload: Workload, data: Data, specs: list[Spec], seed: int, *,
         active = [live for live in lives if not live.done]
         if not active:
             break
+        order.shuffle(active)
         for live in active:
             _advance(workload, data, live)
     load = meter.stop()
@@ -450,11 +458,10 @@ class Harness:
         long = int(self.budget * self.cfg.max_steps_factor)
         for seed in range(self.cfg.seeds):
             self.log(f"  seed {seed}")
-            shift = seed % max(len(others), 1)      # no method always steps right after another
             specs = [Spec(base_method, self.lrs["adamw-tuned"], "eval", self.budget)]
             specs += [Spec(m, self.lrs[m.name], "eval", long,
                            min_steps=self.budget if m.name == "adamw" else 0)
-                      for m in others[shift:] + others[:shift]]
+                      for m in others]
             specs += [Spec(METHODS["adamw"], lr, "ref", self.budget)
                       for lr in self._reference_lrs()]
 

@@ -203,7 +203,8 @@ def markdown(report: dict[str, Any]) -> str:
         statistics_note() + ".", "",
         "How to read: every method starts from the same initial weights and sees the same "
         "batches; time is training time only (evaluation excluded). The methods of a seed train "
-        "side by side in lock-step, one step of each in turn, so a drift in the machine's "
+        "side by side in lock-step, one step of each per round in an order shuffled every "
+        "round, so a drift in the machine's "
         "speed hits all of them alike; peak memory comes from each method's warm-up run, "
         "made alone. Every tuned method runs at its own best lr from the grid "
         f"{report['lr_grid']} x default, chosen on a separate seed with the same number of "

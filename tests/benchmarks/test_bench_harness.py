@@ -197,3 +197,33 @@ def test_median_timed_ranks_a_run_that_missed_the_target_last() -> None:
     base, la = median_timed(groups)
     assert base is groups[2][0]                        # training times 1, 3, 2: the median
     assert la is groups[2][1]                          # 0.5, 0.9 and "missed": 0.9
+
+
+def test_a_groups_order_is_shuffled_every_round_and_repeats_with_its_seed(
+        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed order puts each method after the same other one every round (and its step
+    finds the caches that one left); a seeded shuffle varies that and stays repeatable."""
+    import benchmarks.harness as harness
+
+    wl, data = toy
+    names = ("adamw", "lookahead", "hybrid-guard", "selective-backprop")
+    real = harness._advance
+
+    def record(seen: list[str]):
+        def advance(workload: Workload, d: Data, live: object) -> None:
+            seen.append(live.spec.method.name)            # type: ignore[attr-defined]
+            real(workload, d, live)                        # type: ignore[arg-type]
+        return advance
+
+    orders = []
+    for _ in range(2):
+        seen: list[str] = []
+        monkeypatch.setattr(harness, "_advance", record(seen))
+        run_group(wl, data, [Spec(METHODS[m], 0.01, "eval", 20) for m in names], 5)
+        orders.append([tuple(seen[i:i + len(names)]) for i in range(0, len(seen), len(names))])
+    rounds = orders[0]
+    assert len(rounds) == 20 and all(sorted(r) == sorted(names) for r in rounds)
+    assert len(set(rounds)) > 1                      # not one fixed order
+    follows = {(r[i], r[i + 1]) for r in rounds for i in range(len(names) - 1)}
+    assert len(follows) > len(names)                 # methods follow more than one other
+    assert orders[1] == rounds                       # the same seed, the same orders
