@@ -229,8 +229,8 @@ def run_group(workload: Workload, data: Data, specs: list[Spec], seed: int, *,
     lives = [_start(workload, data, spec, seed) for spec in specs]
     # A fixed order would put each method right after the same other one every round, and a
     # step finds the caches as its predecessor left them: two rows with the same trajectory
-    # came out 1-4% apart in time per step, always the same way round (the one after a
-    # method that sweeps more memory was the slower).
+    # came out 1-4% apart in time per step, always the same way round; shuffled, the two
+    # were level in the first run made so.
     order = random.Random(seed)
     reported: set[int] = set()
     while True:
