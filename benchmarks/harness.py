@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import math
 import random
-import statistics
 import time
 import traceback
 from functools import partial
@@ -263,30 +262,21 @@ def run_once(workload: Workload, data: Data, method: Method, lr: float, seed: in
     return run_group(workload, data, [spec], seed)[0]
 
 
-def median_timed(groups: list[list[RunResult]]) -> list[RunResult]:
+def median_timed(groups: list[list[RunResult]], target: float) -> list[RunResult]:
     """Of several timings of one lock-step group (the same specs, the same seed), each
-    run's median-timed attempt.
+    run's median-timed attempt, timed by when it reached ``target`` (a run that never did
+    sorts last, by its training time).
 
     Why: on the cheapest workloads a whole run lasts a few hundredths of a second, and two
     rows with the same trajectory once differed by 0.16x in their speed-up through timing
-    alone. The trajectories are the same in every attempt, so only the timing is chosen:
-    an evaluation run by its time to the baseline's target (not reaching it sorts last), the
-    baseline and the same-lr references by their training time. Attempts whose baseline
-    failed are ignored."""
-    ok = [g for g in groups if g and g[0].ok] or groups[:1]
-    target = tail_mean(ok[0][0].points) * TARGET_SLACK if ok[0][0].ok else None
-
+    alone. The trajectories are the same in every attempt, so only the timing is chosen.
+    Used by tuning (each lr's time to the tuning target) and by the timed seeds (each
+    method's time to the baseline's target)."""
     def key(r: RunResult) -> tuple[float, float]:
-        if r.role != "eval" or r.method == "adamw-tuned" or target is None:
-            return (r.train_time_s, 0.0)
         hit = crossing(r.points, target) if r.ok else None
         return (hit[0], 0.0) if hit else (math.inf, r.train_time_s)
 
-    chosen = []
-    for attempts in zip(*ok):
-        ranked = sorted(attempts, key=key)
-        chosen.append(ranked[(len(ranked) - 1) // 2])
-    return chosen
+    return [sorted(attempts, key=key)[(len(attempts) - 1) // 2] for attempts in zip(*groups)]
 
 
 def _with_specs(on_done: Callable[[RunResult, list[Spec]], None], specs: list[Spec],
@@ -374,8 +364,9 @@ class Harness:
         that reaches that run's target (that same mean + 0.5%) fastest; if none reaches it, the
         lowest loss at the time cap. When a run reaches the target in under ``short_tune_s``,
         the method's group is made ``tune_repeats`` times in all (the same trajectories each
-        time) and each lr's median time counts: on the cheapest workload a whole run lasts
-        about 0.03 s, and one disturbed run once cost a method its best lr.
+        time) and each lr's median-timed run counts (:func:`median_timed`): on the cheapest
+        workload a whole run lasts about 0.03 s, and one disturbed run once cost a method its
+        best lr.
         """
         grid = [self.workload.default_lr * m for m in LR_GRID]
         default = self.workload.default_lr
@@ -385,7 +376,7 @@ class Harness:
             self.lrs = {m.name: default for m in self.methods}
             self.lrs["adamw-tuned"] = default
             return
-        base_runs = self._tune_group(adamw, grid, max_steps=self.budget)
+        base_runs = dict(zip(grid, self._tune_group(adamw, grid, max_steps=self.budget)))
         scores = {lr: (tail_mean(r.points) if r.ok else math.inf) for lr, r in base_runs.items()}
         best_lr = min(scores, key=lambda lr: scores[lr])
         base = base_runs[best_lr]
@@ -401,41 +392,32 @@ class Harness:
             elif not method.tuned:
                 self.lrs[method.name] = default
 
-    def _tune_group(self, method: Method, grid: list[float], **rules: Any
-                    ) -> dict[float, RunResult]:
+    def _tune_group(self, method: Method, grid: list[float], **rules: Any) -> list[RunResult]:
         """One method at every lr of the grid, side by side on the tuning seed."""
-        specs = [Spec(method, lr, "tune", **rules) for lr in grid]
-        return dict(zip(grid, self.run_side_by_side(specs, TUNE_SEED)))
+        return self.run_side_by_side([Spec(method, lr, "tune", **rules) for lr in grid],
+                                     TUNE_SEED)
 
     def _tune_method(self, method: Method, grid: list[float], target: float,
                      rules: dict[str, Any]) -> None:
         """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
         groups = [self._tune_group(method, grid, **rules)]
-
-        def hits(group: dict[float, RunResult]) -> dict[float, float]:
-            found = {lr: crossing(r.points, target) if r.ok else None
-                     for lr, r in group.items()}
-            return {lr: h[0] for lr, h in found.items() if h}
-
-        first = hits(groups[0])
-        if first and min(first.values()) < self.cfg.short_tune_s:
+        fastest = min((h[0] for r in groups[0] if r.ok
+                       for h in [crossing(r.points, target)] if h), default=math.inf)
+        if fastest < self.cfg.short_tune_s:
             groups += [self._tune_group(method, grid, **rules)
                        for _ in range(self.cfg.tune_repeats - 1)]
-        times: dict[float, list[float]] = {lr: [] for lr in first}
-        for group in groups:
-            for lr, t in hits(group).items():
-                if lr in times:
-                    times[lr].append(t)
-        reached = {lr: statistics.median(ts) for lr, ts in times.items()}
+        runs = dict(zip(grid, median_timed(groups, target)))
+        hits = {lr: crossing(r.points, target) if r.ok else None for lr, r in runs.items()}
+        reached = {lr: h[0] for lr, h in hits.items() if h}
         table: dict[str, Any] = {}
-        for lr, r in groups[0].items():
+        for lr, r in runs.items():
             table[f"{lr:g}"] = ({"time_to_target_s": reached[lr]} if lr in reached else
                                 {"loss_at_cap": (final_loss(r.points) if r.ok else None)})
         if reached:
             self.lrs[method.name] = min(reached, key=lambda lr: reached[lr])
         else:
             finals = {lr: (final_loss(r.points) if r.ok else math.inf)
-                      for lr, r in groups[0].items()}
+                      for lr, r in runs.items()}
             self.lrs[method.name] = min(finals, key=lambda lr: finals[lr])
         self.tuning[method.name] = {"criterion": "time to tuning target", "target": target,
                                     "grid": table, "side_by_side": True,
@@ -485,7 +467,8 @@ class Harness:
                          "method's median-timed run counts")
                 groups = [group] + [self.run_side_by_side(specs, seed, on_done=baseline_done)
                                     for _ in range(self.cfg.eval_repeats - 1)]
-                kept = {id(r) for r in median_timed(groups)}
+                target = tail_mean(group[0].points) * TARGET_SLACK
+                kept = {id(r) for r in median_timed(groups, target)}
                 made = {id(r) for g in groups for r in g}
                 self.runs = [r for r in self.runs if id(r) not in made or id(r) in kept]
 

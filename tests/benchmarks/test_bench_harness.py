@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks.costs import measure_costs
-from benchmarks.analysis import crossing
+from benchmarks.analysis import TARGET_SLACK, crossing, tail_mean
 from benchmarks.harness import (BenchConfig, Harness, RunResult, Spec, median_timed,
                                 run_group, run_once)
 from benchmarks.methods import LR_GRID, METHODS
@@ -176,10 +176,12 @@ def test_a_short_seed_is_timed_several_times_and_each_methods_median_run_counts(
             n = min(len(r.points) for r in attempts)     # depends on the time rules)
             assert len({tuple(p[4] for p in r.points[:n]) for r in attempts}) == 1
         base = next(r for r in kept if r.method == "adamw-tuned")
-        assert sorted(r.train_time_s for r in (g[0] for g in groups))[1] == base.train_time_s
+        own = tail_mean(base.points) * TARGET_SLACK          # the baseline's own target
+        assert sorted(crossing(g[0].points, own)[0] for g in groups)[1] == \
+            crossing(base.points, own)[0]
         target = max(p[4] for p in base.points)          # reached by every attempt at once
         la = [crossing(g[2].points, target)[0] for g in groups]
-        chosen = median_timed(groups)[2]
+        chosen = median_timed(groups, target)[2]
         assert chosen in kept and crossing(chosen.points, target)[0] == sorted(la)[1]
 
 
@@ -194,8 +196,8 @@ def test_median_timed_ranks_a_run_that_missed_the_target_last() -> None:
     groups = [[run("adamw-tuned", 1.0, True), run("lookahead", 0.1, False)],
               [run("adamw-tuned", 3.0, True), run("lookahead", 0.5, True)],
               [run("adamw-tuned", 2.0, True), run("lookahead", 0.9, True)]]
-    base, la = median_timed(groups)
-    assert base is groups[2][0]                        # training times 1, 3, 2: the median
+    base, la = median_timed(groups, 0.8)
+    assert base is groups[2][0]                        # times in proportion to 1, 3, 2: the median
     assert la is groups[2][1]                          # 0.5, 0.9 and "missed": 0.9
 
 
