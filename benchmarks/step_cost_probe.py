@@ -1,0 +1,137 @@
+"""Where does the default's step spend its time beyond Lookahead's, on a tiny model?
+
+The evidence behind benchmarks/RESULTS.md, "Against the peers": on tabular-fullbatch (a
+193-parameter MLP, one full batch) the default needs about as many steps as Lookahead but
+each costs more. This probe splits that cost. Fresh runs of four rows train one after
+another in a shuffled order each round, on one thread, from the same initial weights, at
+the lr the published run tuned for the default:
+
+- ``adamw``: plain AdamW (forward, backward, optimizer step);
+- ``lookahead``: the benchmark's Lookahead over AdamW (k=5, alpha=0.5);
+- ``default``: ``HybridTrainer`` with ``HybridConfig()`` (monitor off, told that every step
+  sees the same batch, as in the benchmark);
+- ``default-no-jumps``: the same with ``jump_every=0``.
+
+Inside the default's runs it also times the gradient-norm check (the check that keeps a
+NaN/Inf or exploded gradient out of the optimizer's moments). Each run makes a few steps
+untimed, then ``--steps`` timed ones. Printed: the median microseconds per step of every
+row, and the default's extra cost split into the gradient-norm check, the jumps (the undo
+copy, the RNG capture, the redone forward of an undone jump, beyond Lookahead's own
+synchronisation) and the rest of the trainer's bookkeeping. Run:
+``python -m benchmarks.step_cost_probe`` (under a minute on two cores); ``--workload``,
+``--runs``, ``--steps`` change the setting.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from .jump_probe import published_lr
+from .methods import METHODS, HybridRunner
+from .workloads import WORKLOADS, load_or_skip
+
+ROWS = ("adamw", "lookahead", "default", "default-no-jumps")
+WARM_STEPS = 3
+
+
+def _runner(row: str, workload: Any, model: torch.nn.Module, lr: float, seed: int) -> Any:
+    if row == "adamw":
+        return METHODS["adamw-tuned"].make(workload, model, lr, seed)
+    if row == "lookahead":
+        return METHODS["lookahead"].make(workload, model, lr, seed)
+    if row == "default":
+        return METHODS["hybrid-jumps"].make(workload, model, lr, seed)
+    return HybridRunner(workload, model, lr, seed, "continuation",
+                        {"segments": False, "jump_every": 0})
+
+
+class _Timed:
+    """Wraps a callable and adds up the wall time spent inside it."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.fn()
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+def measure(workload: str = "tabular-fullbatch", runs: int = 200, steps: int = 40,
+            lr: float | None = None, seed: int = 0) -> dict[str, float]:
+    """Median microseconds per step of each row, plus ``grad_norm_check`` (the time inside
+    the default's gradient-norm check per step)."""
+    wl = WORKLOADS[workload]
+    data, why = load_or_skip(wl)
+    if data is None:
+        raise SystemExit(f"{workload}: {why}")
+    lr = published_lr(workload, "hybrid-jumps") if lr is None else lr
+    order = random.Random(seed)
+    per_step: dict[str, list[float]] = {row: [] for row in (*ROWS, "grad_norm_check")}
+    for run in range(runs):
+        rows = list(ROWS)
+        order.shuffle(rows)
+        for row in rows:
+            model = wl.model(data, init_seed=run)
+            runner = _runner(row, wl, model, lr, run)
+            batches = wl.batches(data, run)
+            timed = None
+            if row == "default":
+                timed = _Timed(runner.trainer.flat.grad_norm)
+                runner.trainer.flat.grad_norm = timed
+            for _ in range(WARM_STEPS):
+                runner.step(*next(batches))
+            batch = [next(batches) for _ in range(steps)]
+            if timed is not None:
+                timed.seconds = 0.0
+            t = time.perf_counter()
+            for x, y in batch:
+                runner.step(x, y)
+            per_step[row].append((time.perf_counter() - t) / steps * 1e6)
+            if timed is not None:
+                per_step["grad_norm_check"].append(timed.seconds / steps * 1e6)
+            runner.stats()
+    return {row: statistics.median(v) for row, v in per_step.items()}
+
+
+def split(us: dict[str, float]) -> dict[str, float]:
+    """The default's extra cost per step over Lookahead, in parts (microseconds)."""
+    extra = us["default"] - us["lookahead"]
+    jumps = (us["default"] - us["default-no-jumps"]) - (us["lookahead"] - us["adamw"])
+    return {"extra": extra, "grad_norm_check": us["grad_norm_check"], "jumps": jumps,
+            "rest": extra - us["grad_norm_check"] - jumps}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", default="tabular-fullbatch")
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=None)
+    args = ap.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # one thread: the bookkeeping is serial, and so is the noise
+    try:
+        us = measure(args.workload, args.runs, args.steps, args.lr)
+    finally:
+        torch.set_num_threads(threads)
+    parts = split(us)
+    print(f"{args.workload}: median us per step over {args.runs} runs of {args.steps} steps "
+          "(one thread)")
+    for row in ROWS:
+        print(f"  {row:18s} {us[row]:8.1f}")
+    print(f"  default - lookahead {parts['extra']:+8.1f} "
+          f"({100 * parts['extra'] / us['lookahead']:.1f}% of Lookahead's step): "
+          f"gradient-norm check {parts['grad_norm_check']:.1f}, jumps beyond Lookahead's "
+          f"{parts['jumps']:.1f}, rest of the bookkeeping {parts['rest']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
