@@ -175,7 +175,7 @@ FASHION_CNN = Workload(
     default_lr=4e-3, steps=500, eval_every=25, batch_size=128,
     load=_load_fashion, build_model=lambda data: SmallCNN(), per_sample_loss=_cross_entropy,
     batches=lambda data, seed: epoch_batches(data, seed, 128), eval_batch=500,
-    seeds=5)   # its curve jitters 3.4% between evaluations (shakespeare-gpt's 0.15%)
+    seeds=5)   # its curve jitters 2-3% between evaluations (shakespeare-gpt's 0.15%)
 
 
 # --- shakespeare-gpt -----------------------------------------------------------------------
