@@ -8,16 +8,17 @@ the lr the published run tuned for the default:
 
 - ``adamw``: plain AdamW (forward, backward, optimizer step);
 - ``lookahead``: the benchmark's Lookahead over AdamW (k=5, alpha=0.5);
-- ``default``: ``HybridTrainer`` with ``HybridConfig()`` (monitor off, told that every step
-  sees the same batch, as in the benchmark);
+- ``default``: ``HybridTrainer`` with ``HybridConfig()``, as the benchmark's ``hybrid-jumps``
+  row runs it (monitor off; on a full-batch workload told so);
 - ``default-no-jumps``: the same with ``jump_every=0``.
 
 Inside the default's runs it also times the gradient-norm check (the check that keeps a
 NaN/Inf or exploded gradient out of the optimizer's moments). Each run makes a few steps
 untimed, then ``--steps`` timed ones. Printed: the median microseconds per step of every
 row, and the default's extra cost split into the gradient-norm check, the jumps (the undo
-copy, the RNG capture, the redone forward of an undone jump, beyond Lookahead's own
-synchronisation) and the rest of the trainer's bookkeeping. Run:
+copy, the RNG capture, the redone forward of an undone jump and, on a workload that is not
+full-batch, the paired checks' forwards, beyond Lookahead's own synchronisation) and the
+rest of the trainer's bookkeeping. Run:
 ``python -m benchmarks.step_cost_probe`` (under a minute on two cores); ``--workload``,
 ``--runs``, ``--steps`` change the setting.
 """
