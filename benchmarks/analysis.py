@@ -28,6 +28,11 @@ def tail_mean(points: Sequence[Point], n: int = SMOOTH) -> float:
     return sum(tail) / len(tail)
 
 
+def target_loss(points: Sequence[Point]) -> float:
+    """The target a run sets for the others: its loss at the budget plus the 0.5% slack."""
+    return tail_mean(points) * TARGET_SLACK
+
+
 def smoothed(points: Sequence[Point], n: int = SMOOTH) -> list[Point]:
     """The curve with each loss replaced by the mean of the last ``n`` evaluations so far.
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from . import sysload
-from .analysis import TARGET_SLACK, crossing, final_loss, smoothed, tail_mean
+from .analysis import crossing, final_loss, smoothed, tail_mean, target_loss
 from .methods import LR_GRID, METHODS, Method
 from .workloads import Data, Workload
 
@@ -383,7 +383,7 @@ class Harness:
         self.lrs["adamw-tuned"] = best_lr
         self.tuning["adamw-tuned"] = {"criterion": "val loss at budget (mean of last 3 evals)",
                                       "scores": {f"{lr:g}": s for lr, s in scores.items()}}
-        target = tail_mean(base.points) * TARGET_SLACK
+        target = target_loss(base.points)
         rules = {"time_cap": base.train_time_s * self.cfg.time_cap_factor, "stop_at": target,
                  "max_steps": int(self.budget * self.cfg.max_steps_factor)}
         for method in self.methods:
@@ -450,7 +450,7 @@ class Harness:
             def baseline_done(run: RunResult, group: list[Spec]) -> None:
                 if run.method != "adamw-tuned" or run.role != "eval" or not run.ok:
                     return
-                equal, target = run.train_time_s, tail_mean(run.points) * TARGET_SLACK
+                equal, target = run.train_time_s, target_loss(run.points)
                 for spec in group:
                     if spec.role == "eval" and spec.method.name != "adamw-tuned":
                         spec.stop_at, spec.min_time = target, equal
@@ -467,7 +467,7 @@ class Harness:
                          "method's median-timed run counts")
                 groups = [group] + [self.run_side_by_side(specs, seed, on_done=baseline_done)
                                     for _ in range(self.cfg.eval_repeats - 1)]
-                target = tail_mean(group[0].points) * TARGET_SLACK
+                target = target_loss(group[0].points)
                 kept = {id(r) for r in median_timed(groups, target)}
                 made = {id(r) for g in groups for r in g}
                 self.runs = [r for r in self.runs if id(r) not in made or id(r) in kept]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .analysis import (TARGET_SLACK, crossing, curve_jitter_pct, end_drop_pct, final_loss,
-                       loss_at_time, median_or_none, spread, tail_mean)
+                       loss_at_time, median_or_none, spread, target_loss)
 from .costs import StepCosts, measured_bound, physical_bound
 from .harness import Harness, RunResult
 
@@ -37,7 +37,7 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
             row["note"] = "baseline run failed in this seed"
             per_seed.append(row)
             continue
-        target = tail_mean(b.points) * TARGET_SLACK
+        target = target_loss(b.points)
         b_hit = crossing(b.points, target)
         hit = crossing(run.points, target) if run.ok else None
         cap = b.train_time_s
@@ -62,7 +62,7 @@ def _method_entry(name: str, runs: dict[int, RunResult], base: dict[int, RunResu
         ref = refs.get((seed, lr))
         if ref is not None and ref.ok and run.ok:
             ref_points = [p for p in ref.points if p[0] <= budget]
-            ref_target = tail_mean(ref_points) * TARGET_SLACK
+            ref_target = target_loss(ref_points)
             r_hit = crossing(ref_points, ref_target)
             m_hit = crossing(run.points, ref_target)
             row["speedup_vs_same_lr"] = (_ratio(r_hit[0], m_hit[0]) if r_hit and m_hit
@@ -162,7 +162,7 @@ def summarise(h: Harness, costs: StepCosts) -> dict[str, Any]:
         "default_lr": h.workload.default_lr,
         "tuned_lr": h.lrs.get("adamw-tuned"),
         "tuning": h.tuning,
-        "target_median": median_or_none([tail_mean(b.points) * TARGET_SLACK for b in ok_base]),
+        "target_median": median_or_none([target_loss(b.points) for b in ok_base]),
         "baseline_time_s": median_or_none([b.train_time_s for b in ok_base]),
         "end_drop_pct": median_or_none([end_drop_pct(b.points) for b in ok_base]),
         "curve_jitter_pct": median_or_none([curve_jitter_pct(b.points) for b in ok_base]),
