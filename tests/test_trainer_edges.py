@@ -268,3 +268,22 @@ def test_the_snapshot_statistics_travel_with_a_checkpoint_and_are_shape_checked(
     with pytest.raises(CheckpointError, match="snapshot's buffers"):
         resumed.load_state_dict(state)
     assert _same(resumed._snapshot_buffers, trainer._snapshot_buffers)   # all or nothing
+
+
+def test_the_end_of_warm_up_takes_its_restore_point_once_and_of_the_current_weights():
+    # The first restore point is the weights the last warm-up step left; it used to be copied
+    # twice in that step (the second time after a finiteness check of every parameter).
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    trainer = HybridTrainer(model, torch.optim.Adam(model.parameters(), 1e-2),
+                            HybridConfig(monitor=False, warmup_steps=5, jump_every=0))
+    data = _regression(n=512)
+    taken = []
+    take = trainer._take_snapshot
+    trainer._take_snapshot = lambda: (taken.append(trainer.stats.steps), take())[1]
+    for i in range(5):
+        x, y = data[i]
+        trainer.step(lambda: F.mse_loss(model(x), y))
+    assert trainer.phase.value == "full"
+    assert taken == [4]      # once, during the fifth step (stats.steps counts it afterwards)
+    assert torch.equal(trainer._snapshot, torch.nn.utils.parameters_to_vector(model.parameters()))

@@ -773,9 +773,13 @@ class HybridTrainer:
         if self.phase is Phase.WARMUP:
             if self._phase_steps >= cfg.warmup_steps:
                 self.divergence.freeze_baseline()
+                moved = self._move(Phase.FULL, "warm-up done: gradient-norm baseline set",
+                                   {"grad_norm_median": self.divergence.baseline or 0.0})
+                # after the move: the first restore point is taken once, here, not again by
+                # _move's finiteness-checked copy (on a small model that check and the second
+                # copy cost about a third of a step)
                 self._ensure_buffers()
-                return self._move(Phase.FULL, "warm-up done: gradient-norm baseline set",
-                                  {"grad_norm_median": self.divergence.baseline or 0.0})
+                return moved
             return None
         if self.phase is Phase.CORRECT and self._phase_steps < cfg.correct_steps:
             return None
