@@ -20,7 +20,9 @@ copy, the RNG capture, the redone forward of an undone jump and, on a workload t
 full-batch, the paired checks' forwards, beyond Lookahead's own synchronisation) and the
 rest of the trainer's bookkeeping. Run:
 ``python -m benchmarks.step_cost_probe`` (under a minute on two cores); ``--workload``,
-``--runs``, ``--steps`` change the setting.
+``--runs``, ``--steps`` change the setting. ``--warm-steps 0`` times each run from its first
+step, as the benchmark times a run: the default's one-off costs then count too (setting up
+the slow weights at the first step, the first restore point at the end of the warm-up).
 """
 from __future__ import annotations
 
@@ -66,9 +68,11 @@ class _Timed:
 
 
 def measure(workload: str = "tabular-fullbatch", runs: int = 200, steps: int = 40,
-            lr: float | None = None, seed: int = 0) -> dict[str, float]:
+            lr: float | None = None, seed: int = 0,
+            warm_steps: int = WARM_STEPS) -> dict[str, float]:
     """Median microseconds per step of each row, plus ``grad_norm_check`` (the time inside
-    the default's gradient-norm check per step)."""
+    the default's gradient-norm check per step). Each run first makes ``warm_steps`` untimed
+    steps, then ``steps`` timed ones."""
     wl = WORKLOADS[workload]
     data, why = load_or_skip(wl)
     if data is None:
@@ -87,7 +91,7 @@ def measure(workload: str = "tabular-fullbatch", runs: int = 200, steps: int = 4
             if row == "default":
                 timed = _Timed(runner.trainer.flat.grad_norm)
                 runner.trainer.flat.grad_norm = timed
-            for _ in range(WARM_STEPS):
+            for _ in range(warm_steps):
                 runner.step(*next(batches))
             batch = [next(batches) for _ in range(steps)]
             if timed is not None:
@@ -116,16 +120,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--warm-steps", type=int, default=WARM_STEPS,
+                    help="untimed steps at the start of each run (0: time from the first)")
     args = ap.parse_args(argv)
+    for name, value, least in (("--runs", args.runs, 1), ("--steps", args.steps, 1),
+                               ("--warm-steps", args.warm_steps, 0)):
+        if value < least:
+            ap.error(f"{name} is {value}; give at least {least}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # one thread: the bookkeeping is serial, and so is the noise
     try:
-        us = measure(args.workload, args.runs, args.steps, args.lr)
+        us = measure(args.workload, args.runs, args.steps, args.lr,
+                     warm_steps=args.warm_steps)
     finally:
         torch.set_num_threads(threads)
     parts = split(us)
     print(f"{args.workload}: median us per step over {args.runs} runs of {args.steps} steps "
-          "(one thread)")
+          f"after {args.warm_steps} untimed (one thread)")
     for row in ROWS:
         print(f"  {row:18s} {us[row]:8.1f}")
     print(f"  default - lookahead {parts['extra']:+8.1f} "

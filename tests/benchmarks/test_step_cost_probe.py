@@ -33,3 +33,33 @@ def test_main_prints_each_row_and_the_split(capsys: pytest.CaptureFixture[str]) 
     for row in probe.ROWS:
         assert row in out
     assert "gradient-norm check" in out and "rest of the bookkeeping" in out
+
+
+def test_warm_steps_sets_how_many_steps_of_each_run_go_untimed(monkeypatch) -> None:
+    made: list[list[int]] = []
+    real = probe._runner
+
+    class Counting:
+        def __init__(self, runner) -> None:
+            self.runner, self.count = runner, [0]
+            made.append(self.count)
+
+        def __getattr__(self, name):   # the default's trainer, stats()
+            return getattr(self.runner, name)
+
+        def step(self, x, y):
+            self.count[0] += 1
+            return self.runner.step(x, y)
+
+    monkeypatch.setattr(probe, "_runner", lambda *a: Counting(real(*a)))
+    probe.measure("tabular-fullbatch", runs=1, steps=2, lr=0.016, warm_steps=0)
+    assert [c[0] for c in made] == [2] * len(probe.ROWS)
+    made.clear()
+    probe.measure("tabular-fullbatch", runs=1, steps=2, lr=0.016, warm_steps=3)
+    assert [c[0] for c in made] == [5] * len(probe.ROWS)
+
+
+def test_main_refuses_a_negative_warm_up_naming_the_flag(capsys) -> None:
+    with pytest.raises(SystemExit):
+        probe.main(["--warm-steps", "-1"])
+    assert "--warm-steps is -1" in capsys.readouterr().err
