@@ -81,6 +81,8 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)
     timeline: list[tuple[str, int]] = field(default_factory=list)   # run-length phases
     rollback_steps: list[int] = field(default_factory=list)
+    jumps_kept_steps: list[int] = field(default_factory=list)     # steps that checked a jump
+    jumps_undone_steps: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -167,6 +169,8 @@ def _advance(workload: Workload, data: Data, live: _Live) -> None:
             _append_phase(res.timeline, rec.phase)
             if rec.rolled_back:
                 res.rollback_steps.append(step)
+            if rec.jumped is not None:
+                (res.jumps_kept_steps if rec.jumped else res.jumps_undone_steps).append(step)
         if step % workload.eval_every and step != spec.max_steps:
             return
         t0 = time.perf_counter()

@@ -20,12 +20,14 @@ from .workloads import Workload
 
 @dataclass(frozen=True)
 class StepRecord:
-    """What one call did: its phase, whether a backward ran, whether it was predicted."""
+    """What one call did: its phase, whether a backward ran, whether it was predicted, and
+    the verdict of a jump checked in it (True kept, False undone, None no jump checked)."""
 
     phase: str
     backward: bool
     predicted: bool = False
     rolled_back: bool = False
+    jumped: bool | None = None
 
 
 FULL = StepRecord("full", backward=True)
@@ -185,7 +187,7 @@ class HybridRunner:
         result = self.trainer.step(lambda: loss(model(x), y))
         return StepRecord(phase=getattr(result.phase, "value", str(result.phase)),
                           backward=bool(result.backward), predicted=bool(result.predicted),
-                          rolled_back=bool(result.rolled_back))
+                          rolled_back=bool(result.rolled_back), jumped=result.jumped)
 
     def stats(self) -> dict[str, Any]:
         summary = dict(self.trainer.summary())

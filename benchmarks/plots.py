@@ -18,6 +18,10 @@ from matplotlib.patches import Patch  # noqa: E402
 
 PHASE_COLORS = {"warmup": "#bdbdbd", "full": "#4c72b0", "predict": "#55a868",
                 "correct": "#dd8452"}
+JUMP_MARKS = {
+    "jumps_kept_steps": {"marker": "|", "color": "#555555", "ms": 4, "label": "jump kept"},
+    "jumps_undone_steps": {"marker": "x", "color": "#d62728", "ms": 4, "label": "jump undone"},
+}
 _PALETTE = ["#000000", "#7f7f7f", "#2ca02c", "#17becf", "#9467bd", "#d62728", "#ff7f0e",
             "#8c564b", "#e377c2", "#bcbd22", "#1f77b4", "#98df8a", "#ff9896", "#aec7e8",
             "#c49c94", "#dbdb8d", "#9edae5", "#c5b0d5", "#f7b6d2", "#393b79"]
@@ -69,7 +73,9 @@ def loss_vs_time(name: str, entry: dict[str, Any], path: Path) -> Path:
 
 
 def timeline(name: str, entry: dict[str, Any], path: Path) -> Path | None:
-    """Phase of every step for each hybrid run of the first seed, rollbacks marked."""
+    """Phase of every step for each hybrid run of the first seed, with rollbacks and the
+    checked jumps marked: the default's steps are all real ('full'), so what it did shows
+    only in its jumps, kept or undone, and the gaps where it paused them."""
     runs = [r for r in entry["runs"] if r["role"] == "eval" and r["timeline"]]
     if not runs:
         return None
@@ -85,6 +91,11 @@ def timeline(name: str, entry: dict[str, Any], path: Path) -> Path | None:
         if r["rollback_steps"]:
             ax.plot(r["rollback_steps"], [row + 0.42] * len(r["rollback_steps"]), "v",
                     color="#d62728", ms=5)
+        for key, style in JUMP_MARKS.items():   # absent from reports written before them
+            steps = r.get(key) or []
+            if steps:
+                ax.plot(steps, [row - 0.45] * len(steps), style["marker"], color=style["color"],
+                        ms=style["ms"], mew=1.0)
         frac = r["predicted_steps"] / max(r["steps"], 1)
         ax.text(start + 1, row, f" {100 * frac:.0f}% predicted", va="center", fontsize=8)
     ax.set_yticks(range(len(runs)), [r["method"] for r in runs], fontsize=9)
@@ -94,7 +105,9 @@ def timeline(name: str, entry: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("step")
     handles = [Patch(color=c, label=p) for p, c in PHASE_COLORS.items()]
     handles.append(plt.Line2D([], [], marker="v", color="#d62728", ls="", label="rollback"))
-    ax.legend(handles=handles, fontsize=8, ncol=5, loc="lower center",
+    handles += [plt.Line2D([], [], marker=s["marker"], color=s["color"], ls="", label=s["label"])
+                for s in JUMP_MARKS.values()]
+    ax.legend(handles=handles, fontsize=8, ncol=7, loc="lower center",
               bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.set_title(f"{name}: hybrid phase timeline (seed {seed})", fontsize=10, pad=22)
     fig.tight_layout()

@@ -232,3 +232,39 @@ def test_a_groups_order_is_shuffled_every_round_and_repeats_with_its_seed(
     follows = {(r[i], r[i + 1]) for r in rounds for i in range(len(names) - 1)}
     assert len(follows) > len(names)                 # methods follow more than one other
     assert orders[1] == rounds                       # the same seed, the same orders
+
+
+def test_a_hybrid_run_records_where_its_jumps_were_kept_and_undone(
+        toy: tuple[Workload, Data]) -> None:
+    wl, data = toy
+    res = run_once(wl, data, METHODS["hybrid-jumps"], 0.04, 0, role="eval", max_steps=30)
+    jumps = res.stats["jumps"]
+    # the timeline's marks are the trainer's own verdicts, step by step
+    assert len(res.jumps_kept_steps) == jumps["accepted"] > 0
+    assert len(res.jumps_undone_steps) == jumps["rejected"]
+    marked = sorted(res.jumps_kept_steps + res.jumps_undone_steps)
+    assert len(set(marked)) == len(marked) and 1 <= marked[0] and marked[-1] <= res.steps
+    plain = run_once(wl, data, METHODS["lookahead"], 0.04, 0, role="eval", max_steps=30)
+    assert plain.jumps_kept_steps == plain.jumps_undone_steps == []
+
+
+def test_the_timeline_marks_the_jumps_and_still_draws_a_report_written_before_them(
+        toy: tuple[Workload, Data], tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks import plots
+    wl, data = toy
+    run = run_once(wl, data, METHODS["hybrid-jumps"], 0.04, 0, role="eval",
+                   max_steps=30).to_dict()
+    old = {k: v for k, v in run.items() if not k.startswith("jumps_")}
+    old["method"] = "hybrid-older-report"
+    drawn = []
+    real_plot = plots.plt.Axes.plot
+
+    def spy(ax, *args, **kw):
+        drawn.append((list(args[0]), args[2] if len(args) > 2 else None))
+        return real_plot(ax, *args, **kw)
+
+    monkeypatch.setattr(plots.plt.Axes, "plot", spy)
+    path = plots.timeline("toy", {"runs": [run, old]}, tmp_path / "t.png")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert (run["jumps_kept_steps"], "|") in drawn
