@@ -777,7 +777,7 @@ class HybridTrainer:
                                    {"grad_norm_median": self.divergence.baseline or 0.0})
                 # after the move: the first restore point is taken once, here, not again by
                 # _move's finiteness-checked copy (on a small model that check and the second
-                # copy cost about a third of a step)
+                # copy cost about a quarter of a step)
                 self._ensure_buffers()
                 return moved
             return None
