@@ -112,3 +112,41 @@ def test_report_of_a_trainer_metrics_file(mnist_small, tmp_path):
     assert "30 steps" in html and "warm-up done" in html        # transitions with reasons
     assert "Health monitor findings" in html
     assert "No findings: the monitor saw no problem." in html or 'class="sev-' in html
+
+
+def test_the_run_timeline_counts_and_marks_the_checked_jumps(mnist_small, tmp_path,
+                                                             monkeypatch):
+    # With the default settings every step is real: the jumps are what the timeline shows.
+    import matplotlib.axes
+    import torch
+    import torch.nn.functional as F
+
+    from hybrid_predict_trainer import HybridConfig, HybridTrainer
+    from hybrid_predict_trainer.report import figures
+    from hybrid_predict_trainer.report.runlog import read_run
+
+    xtr, ytr, _, _ = mnist_small
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    path = tmp_path / "m.jsonl"
+    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
+                            HybridConfig(monitor=False, metrics_path=str(path)))
+    for i in range(33):                  # 33 full batches of the 1,000 training digits
+        xb, yb = xtr[i * 30:(i + 1) * 30], ytr[i * 30:(i + 1) * 30]
+        trainer.step(lambda: F.cross_entropy(model(xb), yb))
+    jumps = trainer.summary()["jumps"]
+    assert trainer.stats.skipped_nonfinite == 0
+    trainer.close()
+    titles, marks = [], []
+    real_title, real_plot = matplotlib.axes.Axes.set_title, matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda ax, t, *a, **k: (titles.append(t), real_title(ax, t, *a, **k))[1])
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda ax, *a, **k: (marks.append(a), real_plot(ax, *a, **k))[1])
+    figures.timeline(read_run(path), tmp_path / "t.png")
+    assert jumps["accepted"] + jumps["rejected"] > 0
+    assert titles[-1].endswith(f"{jumps['accepted']} jump{'s' * (jumps['accepted'] != 1)} "
+                               f"kept, {jumps['rejected']} undone")
+    kept = [a[0] for a in marks if len(a) > 2 and a[2] == "|"]
+    assert kept and len(kept[0]) == jumps["accepted"]

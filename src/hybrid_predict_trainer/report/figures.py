@@ -80,7 +80,10 @@ def loss_vs_steps(log: RunLog, path: Path) -> Path:
 
 
 def timeline(log: RunLog, path: Path) -> Path:
-    """The phase of every step as coloured bands; rollbacks and failed checks marked."""
+    """The phase of every step as coloured bands; rollbacks, failed checks and the checked
+    jumps (kept or undone) marked. With the default settings every step is a real one, so
+    the bands alone would say nothing: the jumps, and the gaps where they paused, are what
+    the trainer did."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -91,21 +94,30 @@ def timeline(log: RunLog, path: Path) -> Path:
     start = len(log.steps)
     rolled = [r["step"] for r in log.steps if _is_rollback(r)]
     failed = [r["step"] for r in log.steps if r.get("accepted") is False]
+    kept = [r["step"] for r in log.steps if r.get("jumped") is True]
+    undone = [r["step"] for r in log.steps if r.get("jumped") is False]
+    if kept:
+        ax.plot(kept, [-0.1] * len(kept), "|", color="#555555", ms=5)
+    if undone:
+        ax.plot(undone, [-0.1] * len(undone), "x", color="#d62728", ms=4)
     if failed:
         ax.plot(failed, [1.12] * len(failed), "x", color="#7f7f7f", ms=4)
     if rolled:
         ax.plot(rolled, [1.12] * len(rolled), "v", color="#d62728", ms=7)
-    ax.set_ylim(-0.1, 1.35)
+    ax.set_ylim(-0.25, 1.35)
     ax.set_yticks([])
     ax.set_xlim(0, max(start, 1))
     ax.set_xlabel("step")
     handles = [Patch(color=PHASE_COLORS[p], label=p) for p in PHASES]
     handles += [Line2D([], [], marker="v", color="#d62728", ls="", label="rollback"),
-                Line2D([], [], marker="x", color="#7f7f7f", ls="", label="failed check")]
-    ax.legend(handles=handles, fontsize=8, ncol=6, loc="lower center",
+                Line2D([], [], marker="x", color="#7f7f7f", ls="", label="failed check"),
+                Line2D([], [], marker="|", color="#555555", ls="", label="jump kept"),
+                Line2D([], [], marker="x", color="#d62728", ls="", label="jump undone")]
+    ax.legend(handles=handles, fontsize=8, ncol=8, loc="lower center",
               bbox_to_anchor=(0.5, 1.02), frameon=False)
+    jumps = f", {_count(len(kept), 'jump')} kept, {len(undone)} undone" if kept or undone else ""
     ax.set_title(f"Phase timeline: {_count(len(rolled), 'rollback')}, "
-                 f"{_count(len(failed), 'failed check')}", pad=26)
+                 f"{_count(len(failed), 'failed check')}{jumps}", pad=26)
     return save(fig, path)
 
 
