@@ -87,25 +87,32 @@ def test_report_of_a_folder_without_results_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "has no metrics.jsonl" in result.output
 
 
-def test_report_of_a_trainer_metrics_file(mnist_small, tmp_path):
+def _train_mnist(mnist_small, path, steps: int, **settings):
+    """A small MLP trained by HybridTrainer on batches of 30 digits, logging to ``path``;
+    returns the trainer, closed (at most 33 steps: the 1,000 training digits)."""
     import torch
     import torch.nn.functional as F
 
     from hybrid_predict_trainer import HybridConfig, HybridTrainer
-    from hybrid_predict_trainer.report import build_report
 
     xtr, ytr, _, _ = mnist_small
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(),
                                 torch.nn.Linear(16, 10))
-    path = tmp_path / "m.jsonl"
     trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
-                            HybridConfig(warmup_steps=5, auto_off=False,
-                                         metrics_path=str(path)))
-    for i in range(30):
+                            HybridConfig(metrics_path=str(path), **settings))
+    for i in range(steps):
         xb, yb = xtr[i * 30:(i + 1) * 30], ytr[i * 30:(i + 1) * 30]
         trainer.step(lambda: F.cross_entropy(model(xb), yb))
     trainer.close()
+    return trainer
+
+
+def test_report_of_a_trainer_metrics_file(mnist_small, tmp_path):
+    from hybrid_predict_trainer.report import build_report
+
+    path = tmp_path / "m.jsonl"
+    _train_mnist(mnist_small, path, 30, warmup_steps=5, auto_off=False)
     files = build_report(path, tmp_path / "out")
     html = files.html.read_text()
     assert files.kind == "run" and len(files.pngs) == 5
@@ -118,26 +125,14 @@ def test_the_run_timeline_counts_and_marks_the_checked_jumps(mnist_small, tmp_pa
                                                              monkeypatch):
     # With the default settings every step is real: the jumps are what the timeline shows.
     import matplotlib.axes
-    import torch
-    import torch.nn.functional as F
 
-    from hybrid_predict_trainer import HybridConfig, HybridTrainer
     from hybrid_predict_trainer.report import figures
     from hybrid_predict_trainer.report.runlog import read_run
 
-    xtr, ytr, _, _ = mnist_small
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 10))
     path = tmp_path / "m.jsonl"
-    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3),
-                            HybridConfig(monitor=False, metrics_path=str(path)))
-    for i in range(33):                  # 33 full batches of the 1,000 training digits
-        xb, yb = xtr[i * 30:(i + 1) * 30], ytr[i * 30:(i + 1) * 30]
-        trainer.step(lambda: F.cross_entropy(model(xb), yb))
+    trainer = _train_mnist(mnist_small, path, 33, monitor=False)
     jumps = trainer.summary()["jumps"]
     assert trainer.stats.skipped_nonfinite == 0
-    trainer.close()
     titles, marks = [], []
     real_title, real_plot = matplotlib.axes.Axes.set_title, matplotlib.axes.Axes.plot
     monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
