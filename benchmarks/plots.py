@@ -16,12 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-PHASE_COLORS = {"warmup": "#bdbdbd", "full": "#4c72b0", "predict": "#55a868",
-                "correct": "#dd8452"}
-JUMP_MARKS = {
-    "jumps_kept_steps": {"marker": "|", "color": "#555555", "ms": 4, "label": "jump kept"},
-    "jumps_undone_steps": {"marker": "x", "color": "#d62728", "ms": 4, "label": "jump undone"},
-}
+# the library's own report draws phases and jumps alike
+from hybrid_predict_trainer.report.style import JUMP_MARKS, PHASE_COLORS  # noqa: E402
+
 _PALETTE = ["#000000", "#7f7f7f", "#2ca02c", "#17becf", "#9467bd", "#d62728", "#ff7f0e",
             "#8c564b", "#e377c2", "#bcbd22", "#1f77b4", "#98df8a", "#ff9896", "#aec7e8",
             "#c49c94", "#dbdb8d", "#9edae5", "#c5b0d5", "#f7b6d2", "#393b79"]
@@ -91,11 +88,12 @@ def timeline(name: str, entry: dict[str, Any], path: Path) -> Path | None:
         if r["rollback_steps"]:
             ax.plot(r["rollback_steps"], [row + 0.42] * len(r["rollback_steps"]), "v",
                     color="#d62728", ms=5)
-        for key, style in JUMP_MARKS.items():   # absent from reports written before them
-            steps = r.get(key) or []
+        for verdict, key in ((True, "jumps_kept_steps"), (False, "jumps_undone_steps")):
+            steps = r.get(key) or []   # absent from reports written before the marks
             if steps:
-                ax.plot(steps, [row - 0.45] * len(steps), style["marker"], color=style["color"],
-                        ms=style["ms"], mew=1.0)
+                mark = JUMP_MARKS[verdict]
+                ax.plot(steps, [row - 0.45] * len(steps), mark["marker"], color=mark["color"],
+                        ms=4, mew=1.0)
         frac = r["predicted_steps"] / max(r["steps"], 1)
         ax.text(start + 1, row, f" {100 * frac:.0f}% predicted", va="center", fontsize=8)
     ax.set_yticks(range(len(runs)), [r["method"] for r in runs], fontsize=9)

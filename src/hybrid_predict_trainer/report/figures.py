@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .runlog import RunLog
-from .style import PHASE_COLORS, new_figure, save, thin
+from .style import JUMP_MARKS, PHASE_COLORS, new_figure, save, thin
 
 PHASES = ("warmup", "full", "predict", "correct")
 
@@ -96,10 +96,11 @@ def timeline(log: RunLog, path: Path) -> Path:
     failed = [r["step"] for r in log.steps if r.get("accepted") is False]
     kept = [r["step"] for r in log.steps if r.get("jumped") is True]
     undone = [r["step"] for r in log.steps if r.get("jumped") is False]
-    if kept:
-        ax.plot(kept, [-0.1] * len(kept), "|", color="#555555", ms=5)
-    if undone:
-        ax.plot(undone, [-0.1] * len(undone), "x", color="#d62728", ms=4)
+    for verdict, steps in ((True, kept), (False, undone)):
+        if steps:
+            mark = JUMP_MARKS[verdict]
+            ax.plot(steps, [-0.1] * len(steps), mark["marker"], color=mark["color"],
+                    ms=mark["ms"])
     if failed:
         ax.plot(failed, [1.12] * len(failed), "x", color="#7f7f7f", ms=4)
     if rolled:
@@ -110,9 +111,9 @@ def timeline(log: RunLog, path: Path) -> Path:
     ax.set_xlabel("step")
     handles = [Patch(color=PHASE_COLORS[p], label=p) for p in PHASES]
     handles += [Line2D([], [], marker="v", color="#d62728", ls="", label="rollback"),
-                Line2D([], [], marker="x", color="#7f7f7f", ls="", label="failed check"),
-                Line2D([], [], marker="|", color="#555555", ls="", label="jump kept"),
-                Line2D([], [], marker="x", color="#d62728", ls="", label="jump undone")]
+                Line2D([], [], marker="x", color="#7f7f7f", ls="", label="failed check")]
+    handles += [Line2D([], [], marker=m["marker"], color=m["color"], ls="", label=m["label"])
+                for m in JUMP_MARKS.values()]
     ax.legend(handles=handles, fontsize=8, ncol=8, loc="lower center",
               bbox_to_anchor=(0.5, 1.02), frameon=False)
     jumps = f", {_count(len(kept), 'jump')} kept, {len(undone)} undone" if kept or undone else ""

@@ -12,6 +12,9 @@ from ..errors import ConfigError
 
 PHASE_COLORS = {"warmup": "#bdbdbd", "full": "#4c72b0", "predict": "#55a868",
                 "correct": "#dd8452"}
+# a checked jump onto the slow weights, by its verdict (kept: True, undone: False)
+JUMP_MARKS = {True: {"marker": "|", "color": "#555555", "ms": 5, "label": "jump kept"},
+              False: {"marker": "x", "color": "#d62728", "ms": 4, "label": "jump undone"}}
 MAX_POINTS = 4000
 
 
