@@ -1,4 +1,4 @@
-"""Exception types. Every error the library raises on bad input is one of these.
+"""Exception and warning types. Every error the library raises on bad input is one of these.
 
 Why a small hierarchy: users catch ``HPTError`` to handle anything we refuse, and the
 message is always one line naming the field (or file) and the fix.
@@ -32,3 +32,7 @@ class HealthError(HPTError, RuntimeError):
     def __init__(self, finding: object) -> None:
         self.finding = finding
         super().__init__(str(finding))
+
+
+class HybridWarning(UserWarning):
+    """A trainer decision the user should know about (e.g. a gate that cannot open)."""

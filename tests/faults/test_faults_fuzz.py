@@ -18,8 +18,6 @@ from benchmarks.faults import fuzz
 
 FAST = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
-TRAINER_FIX = "fixed by the trainer.py change listed under Known gaps in docs/reliability.md"
-SCHEMA_FIX = "fixed by the cli/schema.py change listed under Known gaps in docs/reliability.md"
 
 
 def ok(out: fuzz.Outcome) -> None:

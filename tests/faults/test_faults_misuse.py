@@ -18,12 +18,10 @@ import torch.nn.functional as F
 
 from hybrid_predict_trainer import (CheckpointError, ConfigError, HPTError, HybridConfig,
                                     HybridTrainer, LossError, TrainerStateError)
-
 from hybrid_predict_trainer.checkpoint import save_atomic
 
 from benchmarks.faults.workload import Workload, make_model
 
-TRAINER_FIX = "fixed by the trainer.py change listed under Known gaps in docs/reliability.md"
 X = torch.randn(8, 784, generator=torch.Generator().manual_seed(0))
 Y = torch.arange(8) % 10
 

@@ -20,38 +20,33 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
-import random
 import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from .checkpoint import load_checked, save_atomic
-from .config import CALM_SWITCH, HybridConfig
-from .control import ConfidenceGate, DivergenceMonitor, LinUCB, LossTracker
-from .control.divergence import Level, Signal
-from .distributed import Collective, LocalCollective
-from .errors import CheckpointError, ConfigError, LossError, TrainerStateError
-from .metrics import JsonlWriter, MetricsHook, RunStats, StepResult
-from .params import FlatParams
-from .phases import Phase, Transition
-from .predictors import Forecast, Observation, Predictor, build_predictor
-from .predictors.slow_weights import SlowWeights
-
-ClosureOutput = Union[torch.Tensor, tuple[torch.Tensor, dict[str, Any]]]
-Closure = Callable[[], ClosureOutput]
-
-_TESTED_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
-
-
-class HybridWarning(UserWarning):
-    """A trainer decision the user should know about (e.g. a gate that cannot open)."""
-
+from ..checkpoint import load_checked, save_atomic
+from ..config import HybridConfig
+from ..control import ConfidenceGate, DivergenceMonitor, LinUCB, LossTracker
+from ..control.divergence import Level, Signal
+from ..distributed import Collective, LocalCollective
+from ..errors import CheckpointError, ConfigError, HybridWarning, LossError, TrainerStateError
+from ..metrics import JsonlWriter, MetricsHook, RunStats, StepResult
+from ..params import FlatParams
+from ..phases import Phase, Transition
+from ..predictors import Forecast, Observation, Predictor, build_predictor
+from ..predictors.slow_weights import SlowWeights
+from .closure import Closure, call_closure, checked_loss
+from .fit import check_fits
+from .inputs import (check_optimizer, check_params_unchanged, owned_params, trainable_ids,
+                     warn_inert)
+from .progress import ProgressMeter
+from .rng import (RngState, capture_rng, global_rng_state, restore_rng,
+                  set_global_rng_state)
 
 class HybridTrainer:
     """Wraps a model and its optimizer; call :meth:`step` once per batch.
@@ -88,10 +83,10 @@ class HybridTrainer:
             raise ConfigError(f"optimizer: expected a torch.optim.Optimizer, got "
                               f"{type(optimizer).__name__}")
         self.model, self.optimizer, self.config = model, optimizer, config
-        self._check_optimizer()
-        self._warn_inert(predictor is not None)
-        self.flat = FlatParams(self._owned_params())
-        self._owned_ids = self._trainable_ids()
+        check_optimizer(optimizer)
+        warn_inert(config, own_predictor=predictor is not None)
+        self.flat = FlatParams(owned_params(model, optimizer))
+        self._owned_ids = trainable_ids(optimizer)
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.predictor: Predictor = predictor if predictor is not None else build_predictor(config)
         self.collective: Collective = collective or LocalCollective()
@@ -146,12 +141,7 @@ class HybridTrainer:
         self._auto_off_reason: str | None = None
         self._segments_window: deque[tuple[float, float]] = deque(
             maxlen=2 * config.auto_off_min_segments)  # (progress, cost) per segment
-        self._t_real = 0.0                        # EMA of a real step's wall time
-        self._d_real = 0.0                        # EMA of a real step's paired loss drop
-        self._seg_drop_sum = 0.0                  # summed fresh-batch drops of segments
-        self._seg_accepted_sum = 0                # summed accepted steps of those segments
-        self._n_real_probe = 0
-        self._real_since_probe = 0
+        self._progress = ProgressMeter()           # eta: real steps timed and probed
         self._last_was_real = False
         self._work_s = 0.0
         self._last_checkpoint: Path | None = None
@@ -169,72 +159,9 @@ class HybridTrainer:
         self.monitor = self._attach_monitor() if config.monitor else None
 
     # ------------------------------------------------------------------ construction helpers
-    def _check_optimizer(self) -> None:
-        opt = self.optimizer
-        if isinstance(opt, torch.optim.LBFGS):
-            raise ConfigError("optimizer: LBFGS re-evaluates the closure inside step(); use SGD, "
-                              "Adam or AdamW with HybridTrainer")
-        if not isinstance(opt, _TESTED_OPTIMIZERS):
-            warnings.warn(f"optimizer: {type(opt).__name__} is untested with HybridTrainer; "
-                          "predictors use its observed updates as a black box (SGD, Adam and "
-                          "AdamW are tested)", HybridWarning, stacklevel=3)
-
-    def _warn_inert(self, own_predictor: bool) -> None:
-        """Say which of the user's settings this configuration will never read."""
-        inert = self.config.inert_settings()
-        if own_predictor and not self.config.segments:
-            inert["the predictor passed to HybridTrainer"] = "segments=True"
-        by_switch: dict[str, list[str]] = {}
-        for key, switch in inert.items():
-            by_switch.setdefault(switch, []).append(key)
-        for switch, keys in by_switch.items():
-            what = {"segments=True": "predicted segments are off",
-                    "jump_every > 0": "the jumps are off",
-                    'jump_check="paired"': "no paired check measures the jumps",
-                    CALM_SWITCH: "another setting sets the pull"}[switch]
-            warnings.warn(f"config: {', '.join(keys)}: no effect while {what}; set {switch} "
-                          f"or leave {'it' if len(keys) == 1 else 'them'} out", HybridWarning,
-                          stacklevel=3)
-
-    def _owned_params(self) -> list[torch.nn.Parameter]:
-        model_ids = {id(p) for p in self.model.parameters()}
-        opt_params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        foreign = [p for p in opt_params if id(p) not in model_ids]
-        if foreign:
-            raise ConfigError(f"optimizer: holds {len(foreign)} parameter(s) that are not in the "
-                              "model; build the optimizer from this model's parameters, e.g. "
-                              "AdamW(model.parameters())")
-        seen: set[int] = set()
-        params = []
-        for p in opt_params:
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-        if not params:
-            raise ConfigError("model: no trainable parameters in the optimizer (all have "
-                              "requires_grad=False); unfreeze at least one parameter")
-        return params
-
-    def _trainable_ids(self) -> tuple[int, ...]:
-        return tuple(id(p) for g in self.optimizer.param_groups for p in g["params"]
-                     if p.requires_grad)
-
-    def _check_params_unchanged(self) -> None:
-        """The trainer's copies (slow weights, snapshots, undo buffers) and its NaN checks
-        cover the parameters it was built with; a parameter unfrozen or added later would
-        train outside all of them, silently. Checked before every step (a few microseconds)."""
-        now = self._trainable_ids()
-        if now != self._owned_ids:
-            raise ConfigError(
-                f"optimizer: its trainable parameters changed since HybridTrainer was built "
-                f"({len(self._owned_ids)} then, {len(now)} now: a parameter was unfrozen, "
-                "frozen, or added with add_param_group); the trainer's weight copies and NaN "
-                "checks cover only the ones it was built with. Build a new HybridTrainer "
-                "after the change (its weights and optimizer state carry over)")
-
     def _attach_monitor(self) -> Any:
         try:
-            from .monitor import watch
+            from ..monitor import watch
         except ImportError:  # pragma: no cover - monitor is part of the package
             return None
         mon = watch(self.model, self.optimizer, policy=self.config.monitor_policy)
@@ -254,7 +181,7 @@ class HybridTrainer:
         if not callable(closure):
             raise LossError(f"step: expected a closure returning the loss, got "
                             f"{type(closure).__name__}; write trainer.step(lambda: loss_fn(model(x), y))")
-        self._check_params_unchanged()
+        check_params_unchanged(self._owned_ids, self.optimizer)
         t0 = time.perf_counter()
         self._work_s = 0.0
         self._rolled_now = False
@@ -275,8 +202,7 @@ class HybridTrainer:
         self.stats.steps_per_phase[phase.value] += 1
         self.stats.overhead_s += max(0.0, elapsed - self._work_s)
         if not res.predicted and res.backward:
-            a = 0.1 if self._t_real else 1.0
-            self._t_real += a * (elapsed - self._t_real)
+            self._progress.real_step_time(elapsed)
         if phase is Phase.PREDICT:
             self._seg["cost_s"] = self._seg.get("cost_s", 0.0) + elapsed
         object.__setattr__(res, "wall_s", elapsed)   # frozen for the user; stamped once here
@@ -346,18 +272,7 @@ class HybridTrainer:
         probed every 10 real steps (one extra forward), a segment's on the first batch after
         it (one extra forward per segment). 1.0 until 3 real probes exist.
         """
-        if self._seg_accepted_sum <= 0:
-            return 1.0
-        per_step = self._seg_drop_sum / self._seg_accepted_sum
-        return self._real_equivalents(per_step, 1) if self._n_real_probe >= 3 else 1.0
-
-    def _real_equivalents(self, drop: float, accepted: int) -> float:
-        """A relative loss drop expressed in real steps (accepted steps before real probes)."""
-        if self._n_real_probe < 3:
-            return float(accepted)
-        # A real step's probed drop can reach ~0 late in training; floor it, and cap a
-        # predicted step at two real steps' worth so one lucky batch cannot dominate.
-        return max(-2.0 * max(accepted, 1), min(2.0 * accepted, drop / max(self._d_real, 1e-4)))
+        return self._progress.eta()
 
     def memory_copies(self) -> float:
         """Parameter-sized buffers held by the trainer and its predictor."""
@@ -390,47 +305,9 @@ class HybridTrainer:
     # ------------------------------------------------------------------ closure handling
     def _call(self, closure: Closure, grad: bool) -> tuple[torch.Tensor, dict[str, Any]]:
         t = time.perf_counter()
-        # the trainer leaves gradients unset after every step, so this is only a check; the
-        # optimizer's zero_grad (with its profiler scope) runs only when something set them
-        if grad and any(p.grad is not None for p in self.flat.params):
-            self.optimizer.zero_grad(set_to_none=True)
-        with torch.set_grad_enabled(grad):
-            out = closure()
-        self._work_s += time.perf_counter() - t
-        if grad and any(p.grad is not None for p in self.flat.params):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise LossError("closure: it ran backward() itself; HybridTrainer runs backward and "
-                            "the optimizer step, so return the loss without calling "
-                            "loss.backward() (and without optimizer.step())")
-        comps: dict[str, Any] = {}
-        if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
-            out, comps = out
-        if not isinstance(out, torch.Tensor):
-            raise LossError(f"closure: returned {type(out).__name__}; return the loss tensor, or "
-                            "(loss, {'term': tensor, ...}) for a multi-task loss")
-        if out.numel() != 1:
-            raise LossError(f"closure: returned a loss of shape {tuple(out.shape)}; reduce it to "
-                            "a scalar (e.g. loss.mean()) - a non-scalar loss is often a shape "
-                            "broadcast bug such as (N,) against (N, 1)")
-        if grad and not out.requires_grad:
-            raise LossError("closure: the loss does not require grad (computed under no_grad "
-                            "or inference_mode, detached, or the model has no trainable "
-                            "parameters in the graph)")
-        if out.is_complex():
-            raise LossError("closure: returned a complex loss; return a real scalar (e.g. "
-                            "loss.abs() or loss.real)")
-        for name, value in comps.items():   # checked now: before backward and the step
-            if torch.is_tensor(value):
-                ok = value.numel() == 1 and not value.is_complex()
-                shape = f"shape {tuple(value.shape)}"
-            else:
-                ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-                shape = f"type {type(value).__name__}"
-            if not ok:
-                raise LossError(f"closure: loss component '{name}' has {shape}; components "
-                                "must be real scalar tensors or numbers, e.g. "
-                                "(loss, {'ce': ce.detach(), 'mse': mse.detach()})")
-        return out, comps
+        out = call_closure(closure, self.flat.params, self.optimizer, grad)
+        self._work_s += time.perf_counter() - t   # the closure is the user's work, not ours
+        return checked_loss(out, self.flat.params, self.optimizer, grad)
 
     def _agreed(self, value: float) -> float:
         """One decision statistic averaged over the ranks (itself in a single process)."""
@@ -469,7 +346,7 @@ class HybridTrainer:
                 seg_before = self._loss_at(self._snapshot, closure)  # fresh batch at snapshot
         elif self._probe_due() and not micro:
             probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
-            self._real_since_probe = 0
+            self._progress.since_probe = 0
         lean = self._lean()
         if not lean:
             self._ensure_update_buffers()
@@ -541,7 +418,7 @@ class HybridTrainer:
                 loss_t, comps = self._call(closure, grad=True)
                 loss = self._agreed(loss_t.item())
         if probe_before is not None and not rolled_back:
-            self._record_real_probe(probe_before, loss)
+            self._progress.record_probe(probe_before, loss)
         if not math.isfinite(loss):
             self._buffers_load(kept)   # a NaN batch must not poison the running statistics
             return self._skip_nonfinite(phase, "loss", loss, rolled_back)
@@ -578,7 +455,7 @@ class HybridTrainer:
             self._cur_valid = True
             self._cur_versions = self._versions()
             self._has_update = True
-            self._real_since_probe += 1
+            self._progress.since_probe += 1
             if self._correct_pending and not micro:
                 residual = self._finish_segment(seg_before, loss, verdict)
             self.predictor.observe(Observation(self._update, loss, gn, self._lr()))
@@ -1021,18 +898,15 @@ class HybridTrainer:
             residual = self.predictor.residual(self._last_delta, self._update)
             self._residuals.append(residual)
         n_pred = seg["i"]
-        if cfg.cost_model == "fixed" or self._t_real <= 0:
+        cost = self._progress.steps_worth(seg["cost_s"])
+        if cfg.cost_model == "fixed" or cost is None:
             cost = n_pred * cfg.fixed_predicted_cost
-        else:
-            cost = seg["cost_s"] / self._t_real
         cost = self._agreed(cost)   # wall times differ by rank; decisions must not
         drop = 0.0
         if before is not None and math.isfinite(before) and before > 0 and math.isfinite(after):
             drop = (before - after) / before
         kept = 0.0 if verdict else drop
-        self._seg_drop_sum += kept
-        self._seg_accepted_sum += seg["accepted"]
-        progress = self._real_equivalents(kept, seg["accepted"])
+        progress = self._progress.segment_progress(kept, seg["accepted"])
         damage = max(0.0, -drop)
         reward = progress - cost - cfg.bandit_penalty * damage
         if cfg.bandit:
@@ -1057,12 +931,10 @@ class HybridTrainer:
         return residual
 
     # ------------------------------------------------------------------ eta probes
-    _PROBE_EVERY = 10
-
     def _probe_due(self) -> bool:
         """Probe a real step's progress every 10 real steps, only right after a real step."""
         return (self.config.auto_off and self._has_update and self._last_was_real
-                and self.phase is not Phase.WARMUP and self._real_since_probe >= self._PROBE_EVERY)
+                and self.phase is not Phase.WARMUP and self._progress.probe_ready())
 
     def _loss_at(self, weights: torch.Tensor | None, closure: Closure,
                  back: torch.Tensor | None = None) -> float:
@@ -1088,13 +960,6 @@ class HybridTrainer:
             self._buffers_load(kept)
         self.stats.forward_checks += 1
         return self._agreed(value)
-
-    def _record_real_probe(self, before: float, loss_now: float) -> None:
-        if math.isfinite(before) and math.isfinite(loss_now) and before > 0:
-            drop = (before - loss_now) / before
-            a = 0.1 if self._n_real_probe else 1.0
-            self._d_real += a * (drop - self._d_real)
-            self._n_real_probe += 1
 
     # ------------------------------------------------------------------ recovery actions
     def _act_on(self, signals: list[Signal]) -> Transition | None:
@@ -1216,15 +1081,11 @@ class HybridTrainer:
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0].get("lr", 0.0))
 
-    def _rng_get(self) -> tuple[torch.Tensor, Any]:
-        cuda = (torch.cuda.get_rng_state(self.flat.device)
-                if self.flat.device.type == "cuda" else None)
-        return torch.get_rng_state(), cuda
+    def _rng_get(self) -> RngState:
+        return capture_rng(self.flat.device)
 
-    def _rng_set(self, state: tuple[torch.Tensor, Any]) -> None:
-        torch.set_rng_state(state[0])
-        if state[1] is not None:
-            torch.cuda.set_rng_state(state[1], self.flat.device)
+    def _rng_set(self, state: RngState) -> None:
+        restore_rng(state, self.flat.device)
 
     # ------------------------------------------------------------------ state & checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -1233,7 +1094,6 @@ class HybridTrainer:
         seg = {k: v for k, v in self._seg.items() if k != "ctx"}
         if "ctx" in self._seg:
             seg["ctx"] = torch.from_numpy(np.asarray(self._seg["ctx"], dtype=np.float64))
-        np_state = np.random.get_state()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -1259,9 +1119,7 @@ class HybridTrainer:
                 "accuracy": self._accuracy, "gate_warned": self._gate_warned,
                 "auto_off_until": self._auto_off_until, "auto_off_reason": self._auto_off_reason,
                 "segments_window": [list(x) for x in self._segments_window],
-                "t_real": self._t_real, "d_real": self._d_real,
-                "seg_drop_sum": self._seg_drop_sum, "seg_accepted_sum": self._seg_accepted_sum,
-                "n_real_probe": self._n_real_probe, "real_since_probe": self._real_since_probe,
+                **self._progress.state_dict(),
                 "last_was_real": self._last_was_real,
                 "residuals": list(self._residuals[-1000:]),
                 "transitions": [t.to_dict() for t in self.transitions[-1000:]],
@@ -1273,14 +1131,7 @@ class HybridTrainer:
                 "unjumped": (self._scratch.clone() if self._jump_pending
                              and self._scratch is not None else None),
             },
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []),
-                "python": _py_rng_to_plain(random.getstate()),
-                "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                          "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                          "cached": float(np_state[4])},
-            },
+            "rng": global_rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -1300,38 +1151,11 @@ class HybridTrainer:
                                   "from") from None
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        own = self.model.state_dict()
-        theirs = state["model"]
-        mismatch = [k for k in own if k not in theirs or tuple(theirs[k].shape) != tuple(own[k].shape)]
-        extra = [k for k in theirs if k not in own]
-        if mismatch or extra:
-            k = (mismatch or extra)[0]
-            detail = (f"'{k}' has shape {tuple(theirs[k].shape)} in the file, "
-                      f"{tuple(own[k].shape)} in the model" if k in theirs and k in own
-                      else f"'{k}' is missing in the {'file' if k in own else 'model'}")
-            raise CheckpointError(f"checkpoint: written for another model ({detail}); build the "
-                                  "same architecture before loading")
+        check_fits(state, self.model, self.flat.numel, self.optimizer,
+                   getattr(self.predictor, "name", "custom"))
         tr = state["trainer"]
-        # "numel" since the update buffers became optional; older files always hold "prev"
-        covered = int(tr["numel"] if "numel" in tr else tr["prev"].numel())
-        if covered != self.flat.numel:
-            raise CheckpointError("checkpoint: trainer state covers "
-                                  f"{covered} parameters, this optimizer "
-                                  f"{self.flat.numel}; build the optimizer the same way")
-        # absent in older files; named here, a mismatch would only surface as a missing key
-        theirs_opt, own_opt = state.get("optimizer_class"), type(self.optimizer).__name__
-        if theirs_opt is not None and theirs_opt != own_opt:
-            raise CheckpointError(f"checkpoint: written with optimizer {theirs_opt}, this "
-                                  f"trainer uses {own_opt}; build the same optimizer before "
-                                  "loading")
-        theirs_pred = state["predictor"].get("name")
-        own_pred = getattr(self.predictor, "name", "custom")
-        if theirs_pred != own_pred:
-            raise CheckpointError(f"checkpoint: written with predictor '{theirs_pred}', this "
-                                  f"trainer uses '{own_pred}'; set predictor='{theirs_pred}' "
-                                  "in HybridConfig (or pass the same predictor object)")
         self._cur_valid = False
-        self.model.load_state_dict(theirs)
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.predictor.load_state_dict(state["predictor"]["state"])
         self.bandit.load_state_dict(state["bandit"])
@@ -1371,11 +1195,7 @@ class HybridTrainer:
         self._auto_off_reason = tr["auto_off_reason"]
         self._segments_window = deque((tuple(x) for x in tr["segments_window"]),
                                       maxlen=self._segments_window.maxlen)
-        self._t_real, self._d_real = float(tr["t_real"]), float(tr["d_real"])
-        self._seg_drop_sum = float(tr["seg_drop_sum"])
-        self._seg_accepted_sum = int(tr["seg_accepted_sum"])
-        self._n_real_probe = int(tr["n_real_probe"])
-        self._real_since_probe = int(tr["real_since_probe"])
+        self._progress.load_state_dict(tr)
         self._last_was_real = bool(tr["last_was_real"])
         self._residuals = [float(x) for x in tr["residuals"]]
         if self.jumps is not None and tr.get("jumps") is not None:  # absent in old checkpoints
@@ -1391,14 +1211,7 @@ class HybridTrainer:
             self._scratch.copy_(tr["unjumped"])
         self.transitions = [Transition(int(t["step"]), Phase(t["src"]), Phase(t["dst"]),
                                        t["reason"], dict(t["numbers"])) for t in tr["transitions"]]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        random.setstate(_py_rng_from_plain(rng["python"]))
-        npr = rng["numpy"]
-        np.random.set_state(("MT19937", npr["keys"].numpy().astype(np.uint32), int(npr["pos"]),
-                             int(npr["has_gauss"]), float(npr["cached"])))
+        set_global_rng_state(state["rng"])
         self._fatal = None
 
     def save(self, path: str | Path) -> Path:
@@ -1413,12 +1226,3 @@ class HybridTrainer:
         self.load_state_dict(state)
         self._last_checkpoint = Path(path)
 
-
-def _py_rng_to_plain(state: tuple[Any, ...]) -> list[Any]:
-    version, internal, gauss = state
-    return [int(version), torch.tensor(internal, dtype=torch.int64), gauss]
-
-
-def _py_rng_from_plain(plain: Sequence[Any]) -> tuple[Any, ...]:
-    version, internal, gauss = plain
-    return (int(version), tuple(int(x) for x in internal.tolist()), gauss)

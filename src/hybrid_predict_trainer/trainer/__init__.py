@@ -1,0 +1,14 @@
+"""The hybrid trainer: one :meth:`HybridTrainer.step` per batch.
+
+- ``hybrid_trainer``: ``HybridTrainer``, the phases' steps, checks, rollbacks and explanations;
+- ``closure``: runs the user's closure and refuses a wrong loss before backward sees it;
+- ``progress``: what a predicted step is worth in real steps, measured (eta);
+- ``inputs``: the optimizer, settings and parameter set the user hands it, checked;
+- ``fit``: whether a checkpoint fits this model, optimizer and predictor;
+- ``rng``: the random-number state of paired checks and of checkpoints.
+"""
+from ..errors import HybridWarning
+from .closure import Closure, ClosureOutput
+from .hybrid_trainer import HybridTrainer
+
+__all__ = ["Closure", "ClosureOutput", "HybridTrainer", "HybridWarning"]
