@@ -141,5 +141,19 @@ def head_to_head(ours: Sequence[dict[str, Any]],
         ratios.append(math.inf if b is None else 0.0 if a is None else b / a)
     if not ratios:
         return None
-    return {"seeds": len(ratios), "wins": sum(r > 1.0 for r in ratios),
-            "median_ratio": statistics.median(ratios)}
+    wins, losses = sum(r > 1.0 for r in ratios), sum(r < 1.0 for r in ratios)
+    return {"seeds": len(ratios), "wins": wins, "median_ratio": statistics.median(ratios),
+            "min_ratio": min(ratios), "max_ratio": max(ratios),
+            "sign_p": sign_test_p(wins, losses)}
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is when either
+    method is as likely to win a seed (ties left out). Why: with 3 to 7 seeds a median
+    ratio of 0.96x or 1.04x may be the seeds' spread, not a difference between the methods;
+    the p value says whether the seeds resolve it (7 of 7 gives 0.016, 1 of 7 gives 0.125)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1))
+    return min(1.0, 2.0 * tail / 2 ** n)

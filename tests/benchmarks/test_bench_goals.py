@@ -1,6 +1,10 @@
 """The goals section judges the default configuration and says by how much a target is missed."""
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from benchmarks.methods import DEFAULT_METHOD
 from benchmarks.report import goals_markdown
 
@@ -45,7 +49,8 @@ def test_head_to_head_counts_seed_wins_and_the_median_ratio() -> None:
     h = head_to_head(_seeds(1.0, 2.0, 1.0, None, None), _seeds(1.5, 1.0, None, 1.0, None))
     # seed 0: 1.5x (win); seed 1: 0.5x; seed 2: only ours reached (inf, win);
     # seed 3: only theirs (0, loss); seed 4: neither (left out)
-    assert h == {"seeds": 4, "wins": 2, "median_ratio": (0.5 + 1.5) / 2}
+    assert h == {"seeds": 4, "wins": 2, "median_ratio": (0.5 + 1.5) / 2, "min_ratio": 0.0,
+                 "max_ratio": math.inf, "sign_p": 1.0}
     assert head_to_head(_seeds(None), _seeds(None)) is None
     assert head_to_head(_seeds(1.0), []) is None     # no common seed
 
@@ -54,4 +59,21 @@ def test_goals_show_the_default_against_each_peer_seed_by_seed() -> None:
     ours = {**_m(1.3), "per_seed": _seeds(1.0, 1.0, 1.0)}
     look = {**_m(1.1), "per_seed": _seeds(2.0, 0.5, 1.5)}
     md = goals_markdown({"a": {"methods": {DEFAULT_METHOD: ours, "lookahead": look}}})
-    assert "| a | 2/3 seeds, 1.50x | - | - |" in md
+    assert "| a | 2/3 seeds, 1.50x [0.50-2.00], sign test p 1.00 | - | - |" in md
+
+
+@pytest.mark.parametrize("wins, losses, p", [(7, 0, 2 / 128), (1, 6, 16 / 128), (3, 2, 1.0),
+                                             (0, 0, 1.0), (10, 0, 2 / 1024)])
+def test_the_sign_test_matches_the_binomial_tails(wins: int, losses: int, p: float) -> None:
+    from benchmarks.analysis import sign_test_p
+
+    assert sign_test_p(wins, losses) == pytest.approx(p)
+    assert sign_test_p(losses, wins) == pytest.approx(p)   # two-sided: symmetric
+
+
+def test_a_missed_peer_goal_says_what_the_seeds_resolve() -> None:
+    ours = {**_m(1.0), "per_seed": _seeds(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)}
+    look = {**_m(1.1), "per_seed": _seeds(0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 1.1)}
+    md = goals_markdown({"a": {"methods": {DEFAULT_METHOD: ours, "lookahead": look}}})
+    assert ("**missed** on a (1.00x against lookahead 1.10x; seed by seed 1/7 sooner, sign test "
+            "p 0.12)") in md
