@@ -204,8 +204,8 @@ def head_to_head_markdown(workloads: dict[str, Any]) -> list[str]:
             "divided by the default's (above 1x: the default was faster), with its range over "
             "the seeds and the two-sided sign test's p value (the chance of a split at least "
             "this uneven if either method were as likely to win a seed: above 0.05, these "
-            "seeds do not tell the two apart; 3 seeds never go below 0.25, 5 below 0.06, 7 "
-            "below 0.02). The medians above compare each method with "
+            "seeds do not tell the two apart; 3 seeds never go below 0.25, 5 below 0.06, 6 "
+            "below 0.03, 7 below 0.02). The medians above compare each method with "
             "the baseline; this compares the two methods on the same batches and the same "
             "minutes of the machine.", "",
             "| workload | " + " | ".join(f"vs {p}" for p in PEERS) + " |",
