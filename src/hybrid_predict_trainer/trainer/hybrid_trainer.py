@@ -48,6 +48,7 @@ from .progress import ProgressMeter
 from .rng import (RngState, capture_rng, global_rng_state, restore_rng,
                   set_global_rng_state)
 
+
 class HybridTrainer:
     """Wraps a model and its optimizer; call :meth:`step` once per batch.
 
