@@ -141,7 +141,7 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
                if d["final_gap_pct"] is None or d["final_gap_pct"] > 0.5]
     def duel(n: str, d: dict[str, Any], peer: str) -> str:
         h = head_to_head(d.get("per_seed", []), done[n]["methods"][peer].get("per_seed", []))
-        if h is None or "sign_p" not in h:
+        if h is None:
             return ""
         return f"; seed by seed {h['wins']}/{h['seeds']} sooner, sign test p {h['sign_p']:.2f}"
 
@@ -172,14 +172,9 @@ def _duel(h: dict[str, Any] | None) -> str:
     if h is None:
         return "-"
     r = h["median_ratio"]
-    if math.isinf(r):
-        ratio = "the peer missed the target on most"
-    elif "min_ratio" in h:   # absent in reports written before the spread was kept
-        ratio = f"{r:.2f}x [{_ratio(h['min_ratio'])}-{_ratio(h['max_ratio'])}]"
-    else:
-        ratio = f"{r:.2f}x"
-    p = f", sign test p {h['sign_p']:.2f}" if "sign_p" in h else ""
-    return f"{h['wins']}/{h['seeds']} seeds, {ratio}{p}"
+    ratio = ("the peer missed the target on most" if math.isinf(r) else
+             f"{r:.2f}x [{_ratio(h['min_ratio'])}-{_ratio(h['max_ratio'])}]")
+    return f"{h['wins']}/{h['seeds']} seeds, {ratio}, sign test p {h['sign_p']:.2f}"
 
 
 def _ratio(r: float) -> str:

@@ -64,7 +64,8 @@ def test_the_meter_round_trips_under_the_checkpoint_keys():
     meter = _probed(0.02)
     meter.real_step_time(0.1)
     meter.segment_progress(0.05, 3)
-    meter.since_probe = 7
+    for _ in range(7):
+        meter.real_step_recorded()
     state = meter.state_dict()
     assert set(state) == {"t_real", "d_real", "seg_drop_sum", "seg_accepted_sum",
                           "n_real_probe", "real_since_probe"}
@@ -112,3 +113,14 @@ def test_a_checkpoint_that_fits_passes():
     trainer = _trainer()
     check_fits(trainer.state_dict(), trainer.model, trainer.flat.numel, trainer.optimizer,
                "continuation")
+
+
+def test_a_probe_is_due_every_probe_every_recorded_real_steps():
+    meter = ProgressMeter()
+    for _ in range(ProgressMeter.PROBE_EVERY - 1):
+        meter.real_step_recorded()
+    assert not meter.probe_ready()
+    meter.real_step_recorded()
+    assert meter.probe_ready()
+    meter.probe_started()
+    assert not meter.probe_ready()

@@ -347,7 +347,7 @@ class HybridTrainer:
                 seg_before = self._loss_at(self._snapshot, closure)  # fresh batch at snapshot
         elif self._probe_due() and not micro:
             probe_before = self._loss_at(self._prev, closure)     # fresh batch before last step
-            self._progress.since_probe = 0
+            self._progress.probe_started()
         lean = self._lean()
         if not lean:
             self._ensure_update_buffers()
@@ -456,7 +456,7 @@ class HybridTrainer:
             self._cur_valid = True
             self._cur_versions = self._versions()
             self._has_update = True
-            self._progress.since_probe += 1
+            self._progress.real_step_recorded()
             if self._correct_pending and not micro:
                 residual = self._finish_segment(seg_before, loss, verdict)
             self.predictor.observe(Observation(self._update, loss, gn, self._lr()))

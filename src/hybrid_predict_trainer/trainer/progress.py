@@ -35,6 +35,13 @@ class ProgressMeter:
     def probe_ready(self) -> bool:
         return self.since_probe >= self.PROBE_EVERY
 
+    def probe_started(self) -> None:
+        """A probe's 'before' forward ran: the next one is ``PROBE_EVERY`` real steps away."""
+        self.since_probe = 0
+
+    def real_step_recorded(self) -> None:
+        self.since_probe += 1
+
     def record_probe(self, before: float, after: float) -> None:
         """A real step took this batch's loss from ``before`` to ``after``."""
         if math.isfinite(before) and math.isfinite(after) and before > 0:
