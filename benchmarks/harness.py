@@ -52,6 +52,8 @@ class BenchConfig:
     short_tune_s: float = 1.0         # a tuning run that reaches its target sooner is timed
     tune_repeats: int = 3             # this many times (median): one run of a few
     #                                   milliseconds is at the mercy of timing noise
+    tune_extend: int = 0              # a method whose best lr lies at the grid's edge tries
+    #                                   up to this many doublings (halvings) beyond it
     short_eval_s: float = 1.0         # a seed whose baseline trains for less is timed
     eval_repeats: int = 3             # this many times; each method's median-timed run counts
 
@@ -266,6 +268,27 @@ def run_once(workload: Workload, data: Data, method: Method, lr: float, seed: in
     return run_group(workload, data, [spec], seed)[0]
 
 
+def beyond_edge(best: float, tried: list[float]) -> float | None:
+    """The next lr past the edge of ``tried`` where ``best`` lies (twice the highest or half
+    the lowest), or None when ``best`` lies inside."""
+    if len(tried) < 2:
+        return None
+    if best >= max(tried):
+        return best * 2.0
+    if best <= min(tried):
+        return best / 2.0
+    return None
+
+
+def tuning_rank(entry: dict[str, Any]) -> tuple[int, float]:
+    """Sort key of one lr's tuning result: reached sooner first, then lower loss at the cap
+    (a run that failed last)."""
+    if "time_to_target_s" in entry:
+        return 0, entry["time_to_target_s"]
+    loss = entry.get("loss_at_cap")
+    return 1, (math.inf if loss is None or not math.isfinite(loss) else loss)
+
+
 def median_timed(groups: list[list[RunResult]], target: float) -> list[RunResult]:
     """Of several timings of one lock-step group (the same specs, the same seed), each
     run's median-timed attempt, timed by when it reached ``target`` (a run that never did
@@ -355,7 +378,7 @@ class Harness:
             self.memory[method.name] = (r.start_rss_mb, r.peak_rss_mb)
 
     def tune(self) -> None:
-        """Pick each method's lr from the grid on the tuning seed (same budget for all).
+        """Pick each method's lr from the grid on the tuning seed (same rules for all).
 
         Each method's four grid runs train side by side in one lock-step group
         (:meth:`run_side_by_side`): the machine's speed drifts by 10-20% over minutes, and
@@ -371,6 +394,14 @@ class Harness:
         time) and each lr's median-timed run counts (:func:`median_timed`): on the cheapest
         workload a whole run lasts about 0.03 s, and one disturbed run once cost a method its
         best lr.
+
+        A method (the baseline included) whose best lr is the grid's highest or lowest is not
+        really tuned: its best may lie beyond. It then tries the next lr past that edge (twice
+        or half the edge lr), side by side with the edge lr, and moves there when it is
+        better, up to ``tune_extend`` times (:meth:`_extend`; 0 by default: the grid the
+        issue asks for). The report marks an lr at the edge of the lrs tried either way: on
+        tabular-fullbatch Lookahead and every hybrid keep the grid's top lr, and twice that lr
+        reaches the tuning target sooner (benchmarks/RESULTS.md, "Tuning at the grid's edge").
         """
         grid = [self.workload.default_lr * m for m in LR_GRID]
         default = self.workload.default_lr
@@ -383,10 +414,25 @@ class Harness:
         base_runs = dict(zip(grid, self._tune_group(adamw, grid, max_steps=self.budget)))
         scores = {lr: (tail_mean(r.points) if r.ok else math.inf) for lr, r in base_runs.items()}
         best_lr = min(scores, key=lambda lr: scores[lr])
+        tried, extended = list(grid), []
+        for _ in range(self.cfg.tune_extend):
+            nxt = beyond_edge(best_lr, tried)
+            if nxt is None:
+                break
+            (run,) = self._tune_group(adamw, [nxt], max_steps=self.budget)  # no timing: alone
+            score = tail_mean(run.points) if run.ok else math.inf
+            tried.append(nxt)
+            extended.append({"lr": nxt, "edge_lr": best_lr, "score": score,
+                             "kept": score < scores.get(best_lr, math.inf)})
+            if not extended[-1]["kept"]:
+                break
+            base_runs[nxt], best_lr = run, nxt
+            scores[nxt] = score
         base = base_runs[best_lr]
         self.lrs["adamw-tuned"] = best_lr
         self.tuning["adamw-tuned"] = {"criterion": "val loss at budget (mean of last 3 evals)",
-                                      "scores": {f"{lr:g}": s for lr, s in scores.items()}}
+                                      "scores": {f"{lr:g}": scores[lr] for lr in grid},
+                                      "extended": extended}
         target = target_loss(base.points)
         rules = {"time_cap": base.train_time_s * self.cfg.time_cap_factor, "stop_at": target,
                  "max_steps": int(self.budget * self.cfg.max_steps_factor)}
@@ -401,31 +447,55 @@ class Harness:
         return self.run_side_by_side([Spec(method, lr, "tune", **rules) for lr in grid],
                                      TUNE_SEED)
 
-    def _tune_method(self, method: Method, grid: list[float], target: float,
-                     rules: dict[str, Any]) -> None:
-        """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
-        groups = [self._tune_group(method, grid, **rules)]
+    def _timed_tuning(self, method: Method, lrs: list[float], target: float,
+                      rules: dict[str, Any]) -> tuple[dict[float, dict[str, Any]], int]:
+        """Each lr's time to the tuning target (or its loss at the cap), the lrs side by side;
+        a group that reaches the target in under ``short_tune_s`` is timed ``tune_repeats``
+        times and each lr's median-timed run counts. Returns the table and the repeats."""
+        groups = [self._tune_group(method, lrs, **rules)]
         fastest = min((h[0] for r in groups[0] if r.ok
                        for h in [crossing(r.points, target)] if h), default=math.inf)
         if fastest < self.cfg.short_tune_s:
-            groups += [self._tune_group(method, grid, **rules)
+            groups += [self._tune_group(method, lrs, **rules)
                        for _ in range(self.cfg.tune_repeats - 1)]
-        runs = dict(zip(grid, median_timed(groups, target)))
-        hits = {lr: crossing(r.points, target) if r.ok else None for lr, r in runs.items()}
-        reached = {lr: h[0] for lr, h in hits.items() if h}
-        table: dict[str, Any] = {}
-        for lr, r in runs.items():
-            table[f"{lr:g}"] = ({"time_to_target_s": reached[lr]} if lr in reached else
-                                {"loss_at_cap": (final_loss(r.points) if r.ok else None)})
-        if reached:
-            self.lrs[method.name] = min(reached, key=lambda lr: reached[lr])
-        else:
-            finals = {lr: (final_loss(r.points) if r.ok else math.inf)
-                      for lr, r in runs.items()}
-            self.lrs[method.name] = min(finals, key=lambda lr: finals[lr])
+        table: dict[float, dict[str, Any]] = {}
+        for lr, r in zip(lrs, median_timed(groups, target)):
+            hit = crossing(r.points, target) if r.ok else None
+            table[lr] = ({"time_to_target_s": hit[0]} if hit else
+                         {"loss_at_cap": (final_loss(r.points) if r.ok else None)})
+        return table, len(groups)
+
+    def _tune_method(self, method: Method, grid: list[float], target: float,
+                     rules: dict[str, Any]) -> None:
+        """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
+        table, repeats = self._timed_tuning(method, grid, target, rules)
+        best = min(table, key=lambda lr: tuning_rank(table[lr]))
+        best, extended = self._extend(method, best, list(grid), target, rules)
+        self.lrs[method.name] = best
         self.tuning[method.name] = {"criterion": "time to tuning target", "target": target,
-                                    "grid": table, "side_by_side": True,
-                                    "repeats": len(groups)}
+                                    "grid": {f"{lr:g}": v for lr, v in table.items()},
+                                    "side_by_side": True, "repeats": repeats,
+                                    "extended": extended}
+
+    def _extend(self, method: Method, best: float, tried: list[float], target: float,
+                rules: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+        """Past the grid's edge while the best lr sits on it: the next lr beyond, side by side
+        with the edge lr (the two share the machine's drift), kept when it ranks better.
+        Returns the best lr and one entry per pair tried."""
+        extended: list[dict[str, Any]] = []
+        for _ in range(self.cfg.tune_extend):
+            nxt = beyond_edge(best, tried)
+            if nxt is None:
+                break
+            pair, _ = self._timed_tuning(method, [best, nxt], target, rules)
+            tried.append(nxt)
+            better = tuning_rank(pair[nxt]) < tuning_rank(pair[best])
+            extended.append({"lr": nxt, "edge_lr": best, "edge": pair[best], "beyond": pair[nxt],
+                             "kept": better})
+            if not better:
+                break
+            best = nxt
+        return best, extended
 
     def evaluate_seeds(self) -> None:
         """The timed runs: for each seed, every method side by side with the baseline.

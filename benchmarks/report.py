@@ -49,6 +49,32 @@ def _speed(e: dict[str, Any]) -> str:
     return (f"**{e['speedup_median']:.2f}x** [{_f(e['speedup_min'])}-{_f(e['speedup_max'])}]")
 
 
+def _extension_note(extend: int) -> str:
+    if not extend:
+        return ""
+    return ("; a method whose best lr was the grid's highest (lowest) also tried twice (half) "
+            f"that lr beside it, and went on while the new lr was better, at most {extend} "
+            "steps past the grid ('beyond the grid' in the lr column; 'edge': its best still "
+            "lay at the edge of the lrs it tried)")
+
+
+def _lr_cell(method: str, lr: float, w: dict[str, Any]) -> str:
+    """The method's lr, marked when tuning went past the grid for it ("beyond the grid") and
+    when it is the highest or lowest lr the method tried ("edge": its best may lie further
+    out, see ``--tune-extend``)."""
+    t = w.get("tuning", {}).get(method)
+    if not t:
+        return f"{lr:g}"
+    grid = [float(k) for k in t.get("grid", t.get("scores", {}))]
+    tried = grid + [e["lr"] for e in t.get("extended", ())]
+    cell = f"{lr:g}"
+    if grid and not any(math.isclose(lr, g, rel_tol=1e-5) for g in grid):
+        cell += " (beyond the grid)"
+    if len(tried) > 1 and (lr >= max(tried) * (1 - 1e-5) or lr <= min(tried) * (1 + 1e-5)):
+        cell += " (edge)"
+    return cell
+
+
 def workload_markdown(name: str, w: dict[str, Any]) -> str:
     """One section: setup line, cost line, bound, and a table of every method."""
     if w.get("skipped"):
@@ -91,7 +117,7 @@ def workload_markdown(name: str, w: dict[str, Any]) -> str:
         overhead = (f"{_f(e['overhead_pct'], '.1f')}% ({_f(e['overhead_per_step_ms'])} ms)"
                     if e.get("overhead_pct") is not None else "-")
         lines.append(
-            f"| {m} | {e['lr']:g} | {_speed(e)} | {_f(e['speedup_vs_same_lr'])}x | {reached} "
+            f"| {m} | {_lr_cell(m, e['lr'], w)} | {_speed(e)} | {_f(e['speedup_vs_same_lr'])}x | {reached} "
             f"| {_f(e['time_to_target_s'])} | {_f(e['steps_to_target'], '.0f')} / "
             f"{_f(e['backward_passes'], '.0f')} | {100 * e['predicted_fraction']:.0f}% | {seg} "
             f"| {jumps} | {gap} | {overhead} | {_f(e['peak_rss_mb'], '.0f')} "
@@ -222,8 +248,8 @@ def markdown(report: dict[str, Any]) -> str:
         "round, so a drift in the machine's "
         "speed hits all of them alike; peak memory comes from each method's warm-up run, "
         "made alone. Every tuned method runs at its own best lr from the grid "
-        f"{report['lr_grid']} x default, chosen on a separate seed with the same number of "
-        "runs. 'vs same-lr adamw' compares with plain AdamW at the method's lr (against that "
+        f"{report['lr_grid']} x default, chosen on a separate seed by the same rules"
+        f"{_extension_note(report.get('tune_extend', 0))}. 'vs same-lr adamw' compares with plain AdamW at the method's lr (against that "
         "run's own target) and is shown only as a secondary figure: the tuned baseline is the "
         "one that counts. 'loss at equal time' is the validation loss after the tuned "
         "baseline's full training time; gap is relative to the baseline's.", "",

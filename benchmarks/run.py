@@ -19,6 +19,16 @@ BENCH_DIR = Path(__file__).resolve().parent
 REEXEC_FLAG = "HPT_BENCH_REEXEC"
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -42,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cores used by other processes above which a run is repeated")
     p.add_argument("--max-repeats", type=int, default=None,
                    help="extra attempts for a disturbed run (default 2; 0 with --quick)")
+    p.add_argument("--tune-extend", type=_non_negative, default=0, metavar="N",
+                   help="a method whose best lr lies at the grid's edge tries up to N lrs "
+                        "past it, doubling (halving) each time (default 0: the grid only; "
+                        "the report marks an lr at the edge either way)")
     p.add_argument("--no-tune", action="store_true",
                    help="skip lr tuning: every method runs at the default lr")
     p.add_argument("--publish", action="store_true",
@@ -163,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
                       load_threshold=args.load_threshold,
                       max_repeats=(args.max_repeats if args.max_repeats is not None
                                    else (0 if args.quick else 2)),
-                      warmup_steps=40, tune=not args.no_tune)
+                      warmup_steps=40, tune=not args.no_tune,
+                      tune_extend=args.tune_extend)
     out = args.out or BENCH_DIR / "results" / time.strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
     command = reproducible_command(argv)
     result: dict[str, Any] = {"command": command.strip(), "machine": machine_info(threads),
-                              "lr_grid": list(LR_GRID), "workloads": {}}
+                              "lr_grid": list(LR_GRID),
+                              "tune_extend": cfg.tune_extend, "workloads": {}}
     for name in names:
         workload = WORKLOADS[name]
         data, skip = load_or_skip(workload)

@@ -3,6 +3,7 @@ report entry with the documented keys. Seconds only; no timing is asserted."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,10 +11,10 @@ from torch import nn
 
 from benchmarks.costs import measure_costs
 from benchmarks.analysis import TARGET_SLACK, crossing, tail_mean
-from benchmarks.harness import (BenchConfig, Harness, RunResult, Spec, median_timed,
-                                run_group, run_once)
+from benchmarks.harness import (BenchConfig, Harness, RunResult, Spec, beyond_edge,
+                                median_timed, run_group, run_once, tuning_rank)
 from benchmarks.methods import LR_GRID, METHODS
-from benchmarks.report import SCHEMA_KEYS, _clean, markdown
+from benchmarks.report import SCHEMA_KEYS, _clean, _lr_cell, markdown
 from benchmarks.summary import summarise
 from benchmarks.workloads import Data, Workload, epoch_batches
 
@@ -120,6 +121,96 @@ def test_a_methods_tuning_runs_train_side_by_side(
     assert {r.seed for r in runs} == {1000} and len(runs) == 3 * len(grid)
     for m in methods[1:]:
         assert h.tuning[m.name]["side_by_side"] and h.lrs[m.name] in grid
+
+
+def test_beyond_edge_names_the_next_lr_past_the_edge_where_the_best_lies() -> None:
+    grid = [0.002, 0.004, 0.008, 0.016]
+    assert beyond_edge(0.016, grid) == pytest.approx(0.032)
+    assert beyond_edge(0.002, grid) == pytest.approx(0.001)
+    assert beyond_edge(0.004, grid) is None and beyond_edge(0.008, grid) is None
+    assert beyond_edge(0.032, grid + [0.032]) == pytest.approx(0.064)
+    assert beyond_edge(0.016, [0.016]) is None      # one lr has no inside
+
+
+def test_tuning_rank_puts_sooner_first_then_lower_loss_then_failures() -> None:
+    entries = [{"loss_at_cap": None}, {"loss_at_cap": 0.4}, {"time_to_target_s": 0.5},
+               {"loss_at_cap": float("nan")}, {"time_to_target_s": 0.2}, {"loss_at_cap": 0.3}]
+    order = sorted(entries, key=tuning_rank)
+    assert order[:4] == [{"time_to_target_s": 0.2}, {"time_to_target_s": 0.5},
+                         {"loss_at_cap": 0.3}, {"loss_at_cap": 0.4}]
+    assert all(tuning_rank(e)[1] == float("inf") for e in order[4:])
+
+
+def _edge_toy(toy: tuple[Workload, Data]) -> tuple[Workload, Data]:
+    """The toy with a default lr so small that every method's best lies at the grid's top."""
+    wl, data = toy
+    return replace(wl, default_lr=1e-4), data
+
+
+@pytest.mark.parametrize("extend", [0, 1])
+def test_a_method_tuned_at_the_grids_edge_tries_the_next_lr_beside_it(
+        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch, extend: int) -> None:
+    """A best lr at the grid's top may not be the best: with ``tune_extend`` the method also
+    runs twice that lr, side by side with the edge lr, and keeps the better one; without, the
+    tuning table still says that the lr lies at the edge."""
+    wl, data = _edge_toy(toy)
+    groups: list[list[tuple[str, float]]] = []
+    real = run_group
+
+    def spy(workload: Workload, d: Data, specs: list[Spec], seed: int, **kw: object) -> list:
+        groups.append([(s.method.name, s.lr) for s in specs])
+        return real(workload, d, specs, seed, **kw)
+
+    monkeypatch.setattr("benchmarks.harness.run_group", spy)
+    h = Harness(wl, data, [METHODS["adamw-tuned"], METHODS["lookahead"]],
+                BenchConfig(seeds=1, max_repeats=0, warmup_steps=3, tune_repeats=1,
+                            tune_extend=extend), log=lambda _: None)
+    h.tune()
+    grid = [wl.default_lr * m for m in LR_GRID]
+    top = grid[-1]
+    base = h.tuning["adamw-tuned"]
+    # the baseline's best at this tiny lr is the grid's top (its loss at the budget falls
+    # with the lr), so it tries one lr beyond when allowed, alone: its criterion is no time
+    assert min(base["scores"], key=base["scores"].get) == f"{top:g}"
+    assert groups[0] == [("adamw-tuned", lr) for lr in grid]
+    t = h.tuning["lookahead"]
+    assert min(t["grid"], key=lambda lr: tuning_rank(t["grid"][lr])) == f"{top:g}"
+    w = {"tuning": h.tuning}
+    if extend == 0:
+        assert all(lr in grid for _, lr in (x for g in groups for x in g))
+        assert base["extended"] == [] and t["extended"] == []
+        assert h.lrs["adamw-tuned"] == h.lrs["lookahead"] == top
+        assert _lr_cell("lookahead", top, w) == f"{top:g} (edge)"
+        return
+    (b,) = base["extended"]
+    assert groups[1] == [("adamw-tuned", 2 * top)] and b["lr"] == pytest.approx(2 * top)
+    assert b["kept"] == (b["score"] < base["scores"][f"{top:g}"])
+    assert h.lrs["adamw-tuned"] == pytest.approx(b["lr"] if b["kept"] else top)
+    (entry,) = t["extended"]
+    assert entry["edge_lr"] == top and entry["lr"] == pytest.approx(2 * top)
+    assert groups[-1] == [("lookahead", top), ("lookahead", entry["lr"])]   # side by side
+    assert entry["kept"] == (tuning_rank(entry["beyond"]) < tuning_rank(entry["edge"]))
+    lr = h.lrs["lookahead"]
+    assert lr == pytest.approx(entry["lr"] if entry["kept"] else top)
+    # kept: past the grid, and still the highest tried (one try allowed); else at the top
+    assert _lr_cell("lookahead", lr, w) == (
+        f"{lr:g} (beyond the grid) (edge)" if entry["kept"] else f"{lr:g}")
+
+
+def test_the_report_marks_an_lr_past_the_grid_and_one_at_its_edge() -> None:
+    grid = {"0.002": {}, "0.004": {}, "0.008": {}, "0.016": {}}
+    w = {"tuning": {
+        "a": {"grid": grid, "extended": [{"lr": 0.032}]},
+        "b": {"grid": grid, "extended": [{"lr": 0.032}, {"lr": 0.064}]},
+        "base": {"scores": {"0.002": 1.0, "0.004": 0.9, "0.008": 0.8, "0.016": 0.85}},
+        "old": {"grid": grid}}}       # a report written before the extension
+    assert _lr_cell("a", 0.032, w) == "0.032 (beyond the grid) (edge)"
+    assert _lr_cell("b", 0.032, w) == "0.032 (beyond the grid)"
+    assert _lr_cell("b", 0.016, w) == "0.016"
+    assert _lr_cell("base", 0.008, w) == "0.008"
+    assert _lr_cell("old", 0.016, w) == "0.016 (edge)"
+    assert _lr_cell("old", 0.002, w) == "0.002 (edge)"
+    assert _lr_cell("adamw", 0.004, w) == "0.004"      # untuned: no table
 
 
 def test_a_lock_step_group_trains_each_method_exactly_as_alone(

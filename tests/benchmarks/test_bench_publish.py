@@ -51,3 +51,13 @@ def test_publish_without_a_marker_writes_the_run_alone(tmp_path, monkeypatch):
 def test_the_report_names_the_command_without_the_output_folder(argv, shown):
     from benchmarks.run import reproducible_command
     assert reproducible_command(argv) == shown
+
+
+def test_tune_extend_takes_a_count_and_refuses_a_negative_one(capsys):
+    from benchmarks.run import parse_args
+    assert parse_args([]).tune_extend == 0
+    assert parse_args(["--tune-extend", "2"]).tune_extend == 2
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            parse_args(["--tune-extend", bad])
+        assert "--tune-extend: expected a whole number >= 0" in capsys.readouterr().err
