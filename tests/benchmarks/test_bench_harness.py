@@ -98,20 +98,26 @@ def test_a_short_tuning_run_is_timed_several_times_and_its_median_counts(
         reached, key=lambda lr: table[f"{lr:g}"]["time_to_target_s"])
 
 
+@pytest.fixture()
+def groups(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, float]]]:
+    """Each lock-step group the harness runs, as (method, lr) pairs."""
+    seen: list[list[tuple[str, float]]] = []
+    real = run_group
+
+    def spy(workload: Workload, d: Data, specs: list[Spec], seed: int, **kw: object) -> list:
+        seen.append([(s.method.name, s.lr) for s in specs])
+        return real(workload, d, specs, seed, **kw)
+
+    monkeypatch.setattr("benchmarks.harness.run_group", spy)
+    return seen
+
+
 def test_a_methods_tuning_runs_train_side_by_side(
-        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch) -> None:
+        toy: tuple[Workload, Data], groups: list[list[tuple[str, float]]]) -> None:
     """Tuning compares one method's lrs by time, so those runs share the machine's drift:
     each method's grid is one lock-step group, never four runs made one after another."""
     wl, data = toy
     methods = [METHODS["adamw-tuned"], METHODS["lookahead"], METHODS["hybrid-guard"]]
-    groups: list[list[tuple[str, float]]] = []
-    real = run_group
-
-    def spy(workload: Workload, d: Data, specs: list[Spec], seed: int, **kw: object) -> list:
-        groups.append([(s.method.name, s.lr) for s in specs])
-        return real(workload, d, specs, seed, **kw)
-
-    monkeypatch.setattr("benchmarks.harness.run_group", spy)
     h = Harness(wl, data, methods, BenchConfig(seeds=1, max_repeats=0, warmup_steps=3,
                                                tune_repeats=1), log=lambda _: None)
     h.tune()
@@ -149,19 +155,11 @@ def _edge_toy(toy: tuple[Workload, Data]) -> tuple[Workload, Data]:
 
 @pytest.mark.parametrize("extend", [0, 1])
 def test_a_method_tuned_at_the_grids_edge_tries_the_next_lr_beside_it(
-        toy: tuple[Workload, Data], monkeypatch: pytest.MonkeyPatch, extend: int) -> None:
+        toy: tuple[Workload, Data], groups: list[list[tuple[str, float]]], extend: int) -> None:
     """A best lr at the grid's top may not be the best: with ``tune_extend`` the method also
     runs twice that lr, side by side with the edge lr, and keeps the better one; without, the
     tuning table still says that the lr lies at the edge."""
     wl, data = _edge_toy(toy)
-    groups: list[list[tuple[str, float]]] = []
-    real = run_group
-
-    def spy(workload: Workload, d: Data, specs: list[Spec], seed: int, **kw: object) -> list:
-        groups.append([(s.method.name, s.lr) for s in specs])
-        return real(workload, d, specs, seed, **kw)
-
-    monkeypatch.setattr("benchmarks.harness.run_group", spy)
     h = Harness(wl, data, [METHODS["adamw-tuned"], METHODS["lookahead"]],
                 BenchConfig(seeds=1, max_repeats=0, warmup_steps=3, tune_repeats=1,
                             tune_extend=extend), log=lambda _: None)
