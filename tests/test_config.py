@@ -73,6 +73,10 @@ def test_settings_that_cannot_act_are_named_with_their_switch():
     assert HybridConfig(jump_alpha_calm=0.7, jump_check="guard").inert_settings() == {
         "jump_alpha_calm": 'jump_check="paired"'}
     assert HybridConfig(jump_alpha_calm=0.7).inert_settings() == {}
+    # with full_batch a check's pair is one step apart: the calm rule never sees a jump alone
+    assert HybridConfig(jump_alpha_calm=0.7, full_batch=True).inert_settings() == {
+        "jump_alpha_calm": "full_batch=False"}
+    assert HybridConfig(full_batch=True).calm_pull() == 0.0 < HybridConfig().calm_pull()
     # full_batch acts on paired jump checks and on predicted segments, not on guard checks
     assert HybridConfig(full_batch=True).inert_settings() == {}
     assert HybridConfig(full_batch=True, segments=True, jump_check="guard").inert_settings() == {}

@@ -698,16 +698,33 @@ def test_a_calm_paired_check_shortens_the_next_pull_and_a_large_change_restores_
 
 
 @pytest.mark.parametrize("cfg", [dict(jump_alpha_calm=0.0), dict(jump_alpha_step=0.05),
-                                 dict(jump_alpha=0.65), dict(jump_alpha=0.8)])
+                                 dict(jump_alpha=0.65), dict(jump_alpha=0.8),
+                                 dict(full_batch=True)])
 def test_the_calm_rule_is_off_where_something_else_sets_the_pull(cfg):
-    """Off by request, under the adapted pull, and where the configured pull is already as
-    short as the calm one: a calm check then leaves alpha where it was."""
+    """Off by request, under the adapted pull, where the configured pull is already as
+    short as the calm one, and with ``full_batch`` (a check's pair is one step apart there:
+    it measures the jump plus a step): a calm check then leaves alpha where it was."""
     model, x, y = _problem(3)
     trainer = _trainer(model, **cfg)
     assert trainer.jumps.calm_alpha == 0.0 and trainer.summary()["jumps"]["calm_alpha"] == 0.0
     alpha = trainer.jumps.alpha
     trainer.jumps.note_change(0.0)
     assert trainer.jumps.alpha == alpha and trainer.jumps.calm is None
+
+
+def test_a_full_batch_run_keeps_lookaheads_pull_where_the_checks_look_calm():
+    """With ``full_batch`` every paired check compares the jump with the loss one step
+    earlier; checks that look calm must not shorten the pull."""
+    model, x, y = _problem(3)
+    trainer = _trainer(model, lr=0.01, full_batch=True, jump_trust=0)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    rises = []
+    for _ in range(9):
+        r = trainer.step(loss)
+        if r.jumped is not None:
+            rises.append(r.components.get("jump_rise"))
+    assert rises and all(v is not None and abs(v) <= 0.05 for v in rises)   # calm checks
+    assert trainer.jumps.alpha == 0.5 and trainer.summary()["jumps"]["calm"] is None
 
 
 def test_the_default_shortens_the_pull_of_calm_jumps():

@@ -65,8 +65,10 @@ class HybridConfig(BaseModel):
         "A paired jump check then takes the last real step's loss as its 'before' (no forward "
         "of its own, the pair one step apart); inside predicted segments, paired checks reuse "
         "the previous check's loss as the next 'before' (one forward per check instead of "
-        "two) and the segment verdict reuses the snapshot's loss. Wrong when batches differ: "
-        "every check would compare two batches.")
+        "two) and the segment verdict reuses the snapshot's loss. The calm rule "
+        "(`jump_alpha_calm`) is then off: a pair one step apart measures the jump plus a "
+        "step, not the jump. Wrong when batches differ: every check would compare two "
+        "batches.")
     correction_interval: int = Field(
         0, ge=0, description="If > 0, one real micro-correction step every this many predicted "
         "steps inside a segment. 0 (off) measured best: the Correct phase already re-anchors.")
@@ -200,9 +202,10 @@ class HybridConfig(BaseModel):
         "each changing its batch's loss by at most `jump_grace_tolerance` either way (a "
         "transformer whose loss falls steadily). Averaging then buys little while the pull "
         "back still costs progress; the first check that finds a larger change, either way, "
-        "returns alpha to `jump_alpha` for the rest of the run. Needs paired checks; off with "
-        "0, with `jump_alpha` at or above it, or with `jump_alpha_step` > 0 (those set the "
-        "pull themselves).")
+        "returns alpha to `jump_alpha` for the rest of the run. Needs paired checks of the "
+        "jump alone, so it is off with `full_batch` (there a check's pair is one step apart); "
+        "off with 0, with `jump_alpha` at or above it, or with `jump_alpha_step` > 0 (those "
+        "set the pull themselves).")
 
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")
@@ -225,6 +228,8 @@ class HybridConfig(BaseModel):
             groups.append((SEGMENT_SETTINGS, "segments=True"))
         if self.jump_every == 0:
             groups.append((JUMP_SETTINGS, "jump_every > 0"))
+        elif self.jump_alpha_calm > 0.0 and self.full_batch:
+            groups.append((("jump_alpha_calm",), "full_batch=False"))   # no check sees it alone
         elif self.jump_alpha_calm > 0.0 and not self.calm_pull():
             groups.append((("jump_alpha_calm",), CALM_SWITCH))   # another rule sets the pull
         elif self.jump_alpha_calm > 0.0 and self.jump_check == "guard":
@@ -239,8 +244,17 @@ class HybridConfig(BaseModel):
 
     def calm_pull(self) -> float:
         """The calm jumps' alpha that acts: ``jump_alpha_calm``, or 0 where the rule is off
-        (asked for, or ``jump_alpha_step`` or a ``jump_alpha`` at or above it sets the pull)."""
-        acts = self.jump_alpha_calm > self.jump_alpha and self.jump_alpha_step == 0.0
+        (asked for, or ``jump_alpha_step`` or a ``jump_alpha`` at or above it sets the pull,
+        or ``full_batch``).
+
+        Why off with ``full_batch``: there a paired check takes the last step's loss as its
+        'before', so its change is the jump's plus one optimizer step's. On the diabetes MLP at
+        twice its tuned lr the first checks found +4.4% and -3.1%, 'calm', while the jump
+        alone had raised the loss by more; the calm pull of 0.65 then took 28 steps to the
+        target on one seed against Lookahead's 19, and missed it on another
+        (benchmarks/RESULTS.md, "Tuning at the grid's edge")."""
+        acts = (self.jump_alpha_calm > self.jump_alpha and self.jump_alpha_step == 0.0
+                and not self.full_batch)
         return self.jump_alpha_calm if acts else 0.0
 
     @model_validator(mode="before")
