@@ -235,7 +235,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "paired check finds its jump changing the batch's loss by at most 5% either way, "
            "the pull is 0.65 instead of 0.5; on a full-batch workload, told so with "
            "full_batch=True, a paired check takes the last step's loss as its 'before' and "
-           "runs no forward of its own)",
+           "runs no forward of its own, and the pull stays 0.5)",
            hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "

@@ -133,6 +133,11 @@ def test_the_calm_rule_is_searched_only_where_it_can_act():
                  {"jump_check": "paired", "jump_alpha": 0.5, "jump_alpha_step": 0.05}):
         cfg = suggest(optuna.trial.FixedTrial({**common, **rest}), _space(), HybridConfig())
         assert cfg.inert_settings() == {} and "jump_alpha_calm" not in changed_settings(cfg)
+    # nor on a full-batch task, where no check sees a jump alone
+    cfg = suggest(optuna.trial.FixedTrial({**common, "jump_check": "paired", "jump_alpha": 0.5,
+                                           "jump_alpha_step": 0.0}), _space(),
+                  HybridConfig(full_batch=True))
+    assert cfg.inert_settings() == {} and "jump_alpha_calm" not in changed_settings(cfg)
     with pytest.raises(ValueError):
         suggest(optuna.trial.FixedTrial({**common, "jump_check": "paired", "jump_alpha": 0.5,
                                          "jump_alpha_step": 0.0}), _space(), HybridConfig())
