@@ -95,3 +95,32 @@ def test_every_listed_setting_is_a_field():
     assert not set(SEGMENT_SETTINGS) & set(JUMP_SETTINGS)
     assert {"segments", "jump_every", "warmup_steps", "divergence_sigma"}.isdisjoint(
         set(SEGMENT_SETTINGS) | set(JUMP_SETTINGS))
+
+
+def test_every_inert_setting_gets_a_warning_that_names_the_switch():
+    """Each switch ``inert_settings`` can name has a reason, and the trainer's warning says
+    both (a missing reason once made a valid config raise KeyError at construction)."""
+    import itertools
+    import warnings
+
+    import torch
+    from hybrid_predict_trainer import HybridTrainer
+    from hybrid_predict_trainer.config import INERT_REASONS
+
+    seen = set()
+    for seg, every, check, fb, calm, step, alpha in itertools.product(
+            (False, True), (0, 5), ("paired", "guard"), (False, True), (0.0, 0.65, 0.9),
+            (0.0, 0.05), (0.5, 0.7)):
+        cfg = HybridConfig(segments=seg, jump_every=every, jump_check=check, full_batch=fb,
+                           jump_alpha_calm=calm, jump_alpha_step=step, jump_alpha=alpha,
+                           confidence_threshold=0.7, monitor=False)
+        inert = cfg.inert_settings()
+        seen |= set(inert.values())
+        model = torch.nn.Linear(2, 1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), cfg)
+        text = " ".join(str(w.message) for w in caught)
+        for key, switch in inert.items():
+            assert key in text and switch in text and INERT_REASONS[switch] in text, (cfg, key)
+    assert seen == set(INERT_REASONS)      # every switch reachable, every reason used

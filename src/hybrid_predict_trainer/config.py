@@ -229,15 +229,14 @@ class HybridConfig(BaseModel):
         if self.jump_every == 0:
             groups.append((JUMP_SETTINGS, "jump_every > 0"))
         elif self.jump_alpha_calm > 0.0 and self.full_batch:
-            groups.append((("jump_alpha_calm",), "full_batch=False"))   # no check sees it alone
+            groups.append((("jump_alpha_calm",), CALM_FULL_BATCH_SWITCH))   # no check sees it
         elif self.jump_alpha_calm > 0.0 and not self.calm_pull():
             groups.append((("jump_alpha_calm",), CALM_SWITCH))   # another rule sets the pull
         elif self.jump_alpha_calm > 0.0 and self.jump_check == "guard":
             groups.append((("jump_alpha_calm",), 'jump_check="paired"'))   # it never decides
         if self.full_batch and not self.segments and (self.jump_every == 0
                                                       or self.jump_check == "guard"):
-            groups.append((("full_batch",), 'segments=True, or jump_every > 0 with '
-                           'jump_check="paired"'))
+            groups.append((("full_batch",), FULL_BATCH_SWITCH))
         fields = type(self).model_fields
         return {key: switch for keys, switch in groups for key in keys
                 if getattr(self, key) != fields[key].get_default(call_default_factory=True)}
@@ -339,6 +338,21 @@ SEGMENT_SETTINGS = (
     "averaging_window", "rssm_members", "rssm_rank", "rssm_window", "rssm_hidden")
 #: What lets ``jump_alpha_calm`` act where the pull is set otherwise.
 CALM_SWITCH = "jump_alpha_step=0 and jump_alpha below jump_alpha_calm"
+#: What lets ``jump_alpha_calm`` act in full-batch training: nothing but leaving it.
+CALM_FULL_BATCH_SWITCH = "full_batch=False"
+#: What lets ``full_batch`` act: something that compares losses on the same batch.
+FULL_BATCH_SWITCH = 'segments=True, or jump_every > 0 with jump_check="paired"'
+#: For each switch ``inert_settings`` can name, why the setting does nothing without it.
+INERT_REASONS = {
+    "segments=True": "predicted segments are off",
+    "jump_every > 0": "the jumps are off",
+    'jump_check="paired"': "no paired check measures the jumps",
+    CALM_SWITCH: "another setting sets the pull",
+    CALM_FULL_BATCH_SWITCH: "full_batch is set (a check's pair is then one step apart, so "
+                            "no check measures a jump alone)",
+    FULL_BATCH_SWITCH: "nothing compares two losses of one batch (no paired jump check, no "
+                       "predicted segments)",
+}
 #: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
 JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
                  "jump_grace", "jump_grace_tolerance", "jump_alpha",

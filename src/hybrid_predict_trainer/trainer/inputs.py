@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from ..config import CALM_SWITCH, HybridConfig
+from ..config import INERT_REASONS, HybridConfig
 from ..errors import ConfigError, HybridWarning
 
 _TESTED_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
@@ -39,10 +39,7 @@ def warn_inert(config: HybridConfig, own_predictor: bool) -> None:
     for key, switch in inert.items():
         by_switch.setdefault(switch, []).append(key)
     for switch, keys in by_switch.items():
-        what = {"segments=True": "predicted segments are off",
-                "jump_every > 0": "the jumps are off",
-                'jump_check="paired"': "no paired check measures the jumps",
-                CALM_SWITCH: "another setting sets the pull"}[switch]
+        what = INERT_REASONS[switch]
         warnings.warn(f"config: {', '.join(keys)}: no effect while {what}; set {switch} "
                       f"or leave {'it' if len(keys) == 1 else 'them'} out", HybridWarning,
                       stacklevel=3)
