@@ -58,21 +58,23 @@ def _extension_note(extend: int) -> str:
             "lay at the edge of the lrs it tried)")
 
 
-def _lr_cell(method: str, lr: float, w: dict[str, Any]) -> str:
-    """The method's lr, marked when tuning went past the grid for it ("beyond the grid") and
-    when it is the highest or lowest lr the method tried ("edge": its best may lie further
-    out, see ``--tune-extend``)."""
+def _lr_marks(method: str, lr: float, w: dict[str, Any]) -> tuple[bool, bool]:
+    """(tuning went past the grid for this method, its lr is the highest or lowest it tried:
+    its best may lie further out, see ``--tune-extend``)."""
     t = w.get("tuning", {}).get(method)
     if not t:
-        return f"{lr:g}"
+        return False, False
     grid = [float(k) for k in t.get("grid", t.get("scores", {}))]
     tried = grid + [e["lr"] for e in t.get("extended", ())]
-    cell = f"{lr:g}"
-    if grid and not any(math.isclose(lr, g, rel_tol=1e-5) for g in grid):
-        cell += " (beyond the grid)"
-    if len(tried) > 1 and (lr >= max(tried) * (1 - 1e-5) or lr <= min(tried) * (1 + 1e-5)):
-        cell += " (edge)"
-    return cell
+    beyond = bool(grid) and not any(math.isclose(lr, g, rel_tol=1e-5) for g in grid)
+    edge = len(tried) > 1 and (lr >= max(tried) * (1 - 1e-5) or lr <= min(tried) * (1 + 1e-5))
+    return beyond, edge
+
+
+def _lr_cell(method: str, lr: float, w: dict[str, Any]) -> str:
+    """The method's lr, marked "beyond the grid" and "edge" (:func:`_lr_marks`)."""
+    beyond, edge = _lr_marks(method, lr, w)
+    return f"{lr:g}" + (" (beyond the grid)" if beyond else "") + (" (edge)" if edge else "")
 
 
 def workload_markdown(name: str, w: dict[str, Any]) -> str:
@@ -171,8 +173,17 @@ def goals_markdown(workloads: dict[str, Any]) -> str:
             return ""
         return f"; seed by seed {h['wins']}/{h['seeds']} sooner, sign test p {h['sign_p']:.2f}"
 
-    behind = [f"{n} ({sp(d):.2f}x against {p[1]} {p[0]:.2f}x{duel(n, d, p[1])})"
-              for n, d, _, _, p in rows if p and sp(d) <= p[0]]
+    def edges(n: str, peer: str) -> str:
+        w = done[n]
+        at = [m for m in (DEFAULT_METHOD, peer) if w["methods"][m].get("lr") is not None
+              and _lr_marks(m, w["methods"][m]["lr"], w)[1]]
+        if not at:
+            return ""
+        who = "both" if len(at) == 2 else ("the default" if at == [DEFAULT_METHOD] else peer)
+        return f"; {who} at the edge of the lrs tried"
+
+    behind = [f"{n} ({sp(d):.2f}x against {p[1]} {p[0]:.2f}x{duel(n, d, p[1])}"
+              f"{edges(n, p[1])})" for n, d, _, _, p in rows if p and sp(d) <= p[0]]
     out = ["## Goals, checked against these numbers", "",
            f"Judged on `{DEFAULT_METHOD}`, the library's default configuration; the best "
            "hybrid of each workload (chosen after the fact) and the best peer are shown for "

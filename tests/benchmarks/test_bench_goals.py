@@ -77,3 +77,20 @@ def test_a_missed_peer_goal_says_what_the_seeds_resolve() -> None:
     md = goals_markdown({"a": {"methods": {DEFAULT_METHOD: ours, "lookahead": look}}})
     assert ("**missed** on a (1.00x against lookahead 1.10x; seed by seed 1/7 sooner, sign test "
             "p 0.12)") in md
+
+
+@pytest.mark.parametrize("ours_lr, peer_lr, said", [
+    (0.016, 0.016, "; both at the edge of the lrs tried"),
+    (0.008, 0.016, "; lookahead at the edge of the lrs tried"),
+    (0.016, 0.008, "; the default at the edge of the lrs tried"),
+    (0.008, 0.004, "")])
+def test_a_missed_peer_goal_says_when_a_tuned_lr_lies_at_the_edge(
+        ours_lr: float, peer_lr: float, said: str) -> None:
+    """A lead or a gap between two methods tuned at the grid's edge may move once the grid
+    goes further; the goal line says so where it applies."""
+    grid = {f"{lr:g}": {} for lr in (0.002, 0.004, 0.008, 0.016)}
+    w = {"methods": {DEFAULT_METHOD: {**_m(1.0), "lr": ours_lr},
+                     "lookahead": {**_m(1.1), "lr": peer_lr}},
+         "tuning": {DEFAULT_METHOD: {"grid": grid}, "lookahead": {"grid": grid}}}
+    md = goals_markdown({"a": w})
+    assert f"**missed** on a (1.00x against lookahead 1.10x{said})" in md
