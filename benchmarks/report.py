@@ -54,8 +54,8 @@ def _extension_note(extend: int) -> str:
         return ""
     return ("; a method whose best lr was the grid's highest (lowest) also tried twice (half) "
             f"that lr beside it, and went on while the new lr was better, at most {extend} "
-            "steps past the grid ('beyond the grid' in the lr column; 'edge': its best still "
-            "lay at the edge of the lrs it tried)")
+            "doublings (halvings) past the grid ('beyond the grid' in the lr column; 'edge': "
+            "its best still lay at the edge of the lrs it tried)")
 
 
 def _lr_marks(method: str, lr: float, w: dict[str, Any]) -> tuple[bool, bool]:

@@ -248,10 +248,11 @@ class HybridConfig(BaseModel):
 
         Why off with ``full_batch``: there a paired check takes the last step's loss as its
         'before', so its change is the jump's plus one optimizer step's. On the diabetes MLP at
-        twice its tuned lr the first checks found +4.4% and -3.1%, 'calm', while the jump
-        alone had raised the loss by more; the calm pull of 0.65 then took 28 steps to the
-        target on one seed against Lookahead's 19, and missed it on another
-        (benchmarks/RESULTS.md, "Tuning at the grid's edge")."""
+        twice the grid's top lr the first checks of one seed found +4.4% and -3.1%, 'calm'
+        (the step before the first jump had lowered the loss, so that jump alone raised it by
+        more than 4.4%); the calm pull of 0.65 then took 28 steps to the target on that seed
+        against Lookahead's 19, and missed the target on another (benchmarks/RESULTS.md,
+        "Tuning at the grid's edge")."""
         acts = (self.jump_alpha_calm > self.jump_alpha and self.jump_alpha_step == 0.0
                 and not self.full_batch)
         return self.jump_alpha_calm if acts else 0.0
