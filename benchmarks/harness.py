@@ -414,20 +414,15 @@ class Harness:
         base_runs = dict(zip(grid, self._tune_group(adamw, grid, max_steps=self.budget)))
         scores = {lr: (tail_mean(r.points) if r.ok else math.inf) for lr, r in base_runs.items()}
         best_lr = min(scores, key=lambda lr: scores[lr])
-        tried, extended = list(grid), []
-        for _ in range(self.cfg.tune_extend):
-            nxt = beyond_edge(best_lr, tried)
-            if nxt is None:
-                break
+
+        def try_base(edge: float, nxt: float) -> dict[str, Any]:
             (run,) = self._tune_group(adamw, [nxt], max_steps=self.budget)  # no timing: alone
-            score = tail_mean(run.points) if run.ok else math.inf
-            tried.append(nxt)
-            extended.append({"lr": nxt, "edge_lr": best_lr, "score": score,
-                             "kept": score < scores.get(best_lr, math.inf)})
-            if not extended[-1]["kept"]:
-                break
-            base_runs[nxt], best_lr = run, nxt
-            scores[nxt] = score
+            base_runs[nxt] = run
+            scores[nxt] = tail_mean(run.points) if run.ok else math.inf
+            return {"lr": nxt, "edge_lr": edge, "score": scores[nxt],
+                    "kept": scores[nxt] < scores[edge]}
+
+        best_lr, extended = self._extend(best_lr, list(grid), try_base)
         base = base_runs[best_lr]
         self.lrs["adamw-tuned"] = best_lr
         self.tuning["adamw-tuned"] = {"criterion": "val loss at budget (mean of last 3 evals)",
@@ -470,29 +465,33 @@ class Harness:
         """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
         table, repeats = self._timed_tuning(method, grid, target, rules)
         best = min(table, key=lambda lr: tuning_rank(table[lr]))
-        best, extended = self._extend(method, best, list(grid), target, rules)
+        def try_pair(edge: float, nxt: float) -> dict[str, Any]:
+            # side by side with the edge lr: the two share the machine's drift
+            pair, _ = self._timed_tuning(method, [edge, nxt], target, rules)
+            return {"lr": nxt, "edge_lr": edge, "edge": pair[edge], "beyond": pair[nxt],
+                    "kept": tuning_rank(pair[nxt]) < tuning_rank(pair[edge])}
+
+        best, extended = self._extend(best, list(grid), try_pair)
         self.lrs[method.name] = best
         self.tuning[method.name] = {"criterion": "time to tuning target", "target": target,
                                     "grid": {f"{lr:g}": v for lr, v in table.items()},
                                     "side_by_side": True, "repeats": repeats,
                                     "extended": extended}
 
-    def _extend(self, method: Method, best: float, tried: list[float], target: float,
-                rules: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
-        """Past the grid's edge while the best lr sits on it: the next lr beyond, side by side
-        with the edge lr (the two share the machine's drift), kept when it ranks better.
-        Returns the best lr and one entry per pair tried."""
+    def _extend(self, best: float, tried: list[float],
+                trial: Callable[[float, float], dict[str, Any]]
+                ) -> tuple[float, list[dict[str, Any]]]:
+        """Past the grid's edge while the best lr sits on it, at most ``tune_extend`` times:
+        ``trial(edge, next)`` runs the next lr beyond and says whether it is kept. Returns the
+        best lr and the trials' entries."""
         extended: list[dict[str, Any]] = []
         for _ in range(self.cfg.tune_extend):
             nxt = beyond_edge(best, tried)
             if nxt is None:
                 break
-            pair, _ = self._timed_tuning(method, [best, nxt], target, rules)
             tried.append(nxt)
-            better = tuning_rank(pair[nxt]) < tuning_rank(pair[best])
-            extended.append({"lr": nxt, "edge_lr": best, "edge": pair[best], "beyond": pair[nxt],
-                             "kept": better})
-            if not better:
+            extended.append(trial(best, nxt))
+            if not extended[-1]["kept"]:
                 break
             best = nxt
         return best, extended
