@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,27 +28,27 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..checkpoint import load_checked, save_atomic
 from ..config import HybridConfig
 from ..control import ConfidenceGate, DivergenceMonitor, LinUCB, LossTracker
 from ..control.divergence import Level, Signal
 from ..distributed import Collective, LocalCollective
-from ..errors import CheckpointError, ConfigError, HybridWarning, LossError, TrainerStateError
+from ..errors import CheckpointError, ConfigError, LossError, TrainerStateError
 from ..metrics import JsonlWriter, MetricsHook, RunStats, StepResult
 from ..params import FlatParams
 from ..phases import Phase, Transition
-from ..predictors import Forecast, Observation, Predictor, build_predictor
+from ..predictors import Observation, Predictor, build_predictor
 from ..predictors.slow_weights import SlowWeights
 from .closure import Closure, call_closure, checked_loss
-from .fit import check_fits
 from .inputs import (check_optimizer, check_params_unchanged, owned_params, trainable_ids,
                      warn_inert)
+from .jumps import JumpSteps
 from .progress import ProgressMeter
-from .rng import (RngState, capture_rng, global_rng_state, restore_rng,
-                  set_global_rng_state)
+from .rng import RngState, capture_rng, restore_rng
+from .segments import PredictedSegments
+from .state import TrainerState
 
 
-class HybridTrainer:
+class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
     """Wraps a model and its optimizer; call :meth:`step` once per batch.
 
     Args:
@@ -486,123 +485,7 @@ class HybridTrainer:
                           transition=str(transition) if transition else None,
                           components=comp_vals)
 
-    # ------------------------------------------------------------------ slow-weight jumps
-    def _jump_due(self) -> bool:
-        """A jump ends a real step only when the next step is a plain real step (it checks the
-        jump): never into a predicted segment or a pending segment verdict."""
-        if (self.jumps is None or self.phase is Phase.PREDICT or self._correct_pending
-                or self._fatal is not None):
-            return False
-        if self._jumps_off_until is not None:
-            if self.config.auto_off_reprobe == 0 or self.stats.steps < self._jumps_off_until:
-                return False
-            self._jumps_off_until = None
-            self._jumps_off_reason = None   # summary()'s "paused" means paused now
-            self.jumps.reset_window()
-            self._event_now = (f"step {self.stats.steps}: jumps onto the slow weights resume "
-                               f"after a {self.config.auto_off_reprobe}-step pause")
-        return self.jumps.due()
-
-    def _jump(self) -> None:
-        """End of a real step: keep the weights aside and move onto the slow weights.
-
-        Like Lookahead's synchronisation, the jump is what the model holds between steps (what
-        an evaluation sees); unlike it, the next step checks it before stepping from there.
-        """
-        assert self.jumps is not None
-        if self._scratch is None:
-            self._scratch = self.flat.new_buffer()
-        self.flat.read_into(self._scratch)
-        self.flat.write_from(self.jumps.propose(self._scratch))
-        self._cur_valid = False
-        self._jump_pending = True
-
-    def _jump_check_before(self, closure: Closure) -> tuple[float | None, Any, float | None]:
-        """This batch's loss at the weights the jump left (one no-grad forward). The step's
-        graded forward at the jumped weights is the other half of the pair: same batch, same
-        RNG state (dropout masks), so the two losses differ only by the jump.
-        Returns (loss before the jump, RNG state, None); under ``jump_check="guard"``, and
-        for the jumps that ``jump_trust`` leaves to the guard, no forward runs and the loss is
-        None (the jump is judged against the loss EMA instead).
-
-        After a rejected paired check the next one is likely rejected too, and the usual order
-        then pays a third forward to redo the graded one at the weights the jump left. So after
-        a rejection the order flips: the check's no-grad forward scores the jumped weights
-        where they already are, the weights go back, and the graded forward runs there. That
-        returns (None, RNG state, loss at the jump); the decision is the same either way, only
-        the wrong guess pays the third forward.
-
-        With ``full_batch`` every step sees the same batch, and the last real step's graded
-        forward already scored it, one optimizer step before the jump: that loss is the
-        'before' and no check runs a forward of its own. The pair is then one step apart (the
-        step's own progress, usually a fraction of a percent to a few percent of the loss,
-        counts in the jump's favour); the check still undoes a jump that lands above where the
-        last step started."""
-        assert self.jumps is not None and self.jumps.slow is not None
-        assert self._scratch is not None
-        rng = self._rng_get()
-        before = at_jump = None
-        cfg = self.config
-        if cfg.jump_check == "paired" and self.jumps.paired_due(cfg.jump_trust,
-                                                                cfg.jump_trust_max_gap):
-            outcomes = self.jumps.outcomes
-            if cfg.full_batch and self._step_loss is not None:
-                before = self._step_loss   # one batch throughout: scored one step ago
-            elif outcomes and not outcomes[-1]:
-                # the weights sit on the jump: score them there, then go back for the step
-                try:
-                    at_jump = self._loss_at(None, closure, back=self._scratch)
-                except BaseException:   # a closure that raised leaves the jump pending
-                    self.flat.write_from(self.jumps.slow)
-                    raise
-            else:
-                # the jumped weights are the slow weights (unchanged until the next jump)
-                before = self._loss_at(self._scratch, closure, back=self.jumps.slow)
-        self._jump_pending = False   # only now: a closure that raised leaves it to the next step
-        return before, rng, at_jump
-
-    def _guard_passes(self, after: float) -> bool:
-        """Guard check of a jump: its loss is no blow-up against the loss EMA (fewer than
-        ``divergence_sigma`` standard deviations, or at most ``1 + jump_tolerance`` times it)."""
-        tr = self.tracker
-        if not math.isfinite(after):
-            return False
-        if tr.count < 2:
-            return True
-        return (tr.zscore(after) <= self.config.divergence_sigma
-                or after <= tr.fast * (1.0 + self.config.jump_tolerance))
-
-    def _judge_jump(self, before: float | None, after: float) -> bool:
-        """Whether the jump passes its check (``before`` None: the guard), with its bookkeeping
-        and the off-switch; the caller puts the weights where the verdict says."""
-        assert self.jumps is not None
-        drop: float | None = None
-        if before is None:
-            ok = self._guard_passes(after)
-        else:
-            cfg, tol = self.config, self.config.jump_tolerance
-            if self.jumps.paired + self.jumps.rejected < cfg.jump_grace:
-                tol = max(tol, cfg.jump_grace_tolerance)
-            ok = (math.isfinite(after) and math.isfinite(before)
-                  and after <= before * (1.0 + tol))
-            drop = (before - after) / before if ok and before > 0 else 0.0
-        if self.jumps.record(ok, drop) and self.config.auto_off:
-            w = self.jumps.outcomes
-            self._jumps_off_until = (self.stats.steps + self.config.auto_off_reprobe
-                                     if self.config.auto_off_reprobe else 1 << 62)
-            what = ("raised no loss on their batch (each rejected jump costs an extra forward "
-                    "for nothing)" if before is not None else
-                    "stayed clear of a loss blow-up (each rejected jump costs a forward)")
-            again = (f"trying again in {self.config.auto_off_reprobe} steps"
-                     if self.config.auto_off_reprobe else "not trying again (auto_off_reprobe=0)")
-            self._jumps_off_reason = (f"step {self.stats.steps}: jumps onto the slow weights "
-                                      f"paused: only {sum(w)} of the last {len(w)} {what}; "
-                                      f"{again}")
-            self._note(Signal("jumps-off", Level.OK, float(sum(w)),
-                              float(self.jumps.min_accept), self._jumps_off_reason))
-            self._event_now = self._jumps_off_reason
-        return ok
-
+    # ------------------------------------------------------------------ after a real step
     def _skip_nonfinite(self, phase: Phase, what: str, loss: float,
                         rolled_back: bool) -> StepResult:
         """A NaN/Inf loss or gradient never reaches the weights: drop the step."""
@@ -667,195 +550,7 @@ class HybridTrainer:
             return None
         return self._maybe_predict()
 
-    def _maybe_predict(self) -> Transition | None:
-        """Gate evaluation after Full (or Correct): enter Predict, or stay on real steps."""
-        cfg = self.config
-        if not cfg.segments:
-            return None
-        if self._auto_off_until is not None:
-            if cfg.auto_off_reprobe == 0 or self.stats.steps < self._auto_off_until:
-                return self._move(Phase.FULL, "auto-off", {}) if self.phase is not Phase.FULL \
-                    else None
-            self._auto_off_until = None
-            self._segments_window.clear()
-        if not self.predictor.ready():
-            return self._move(Phase.FULL, "predictor not ready", {}) \
-                if self.phase is not Phase.FULL else None
-        report = self._evaluate_gate()
-        if report.is_open:
-            return self._begin_segment(report)
-        if self.phase is not Phase.FULL:
-            return self._move(Phase.FULL, "confidence below threshold",
-                              {"confidence": report.score, "threshold": report.threshold,
-                               **report.components})
-        return None
-
-    def _evaluate_gate(self) -> Any:
-        comps = {"agreement": self.predictor.agreement(), "accuracy": self._accuracy,
-                 "stability": self.tracker.stability()}
-        comps = dict(zip(comps, self.collective.mean(list(comps.values()))))
-        report = self.gate.evaluate(comps)
-        self._gate_report = report
-        if self.monitor is not None and hasattr(self.monitor, "gate_observe"):
-            self.monitor.gate_observe("predict-confidence", report.score, report.contributions,
-                                      threshold=report.threshold,
-                                      weights=dict(self.config.confidence_weights))
-        if not self._gate_warned:
-            msg = self.gate.unreachable()
-            if msg is not None:
-                self._gate_warned = True
-                if self.monitor is None:
-                    warnings.warn(msg, HybridWarning, stacklevel=4)
-        return report
-
-    # ------------------------------------------------------------------ predicted segments
-    def _begin_segment(self, report: Any) -> Transition:
-        cfg = self.config
-        ctx = self._context(report)
-        arm = self.bandit.select(ctx) if cfg.bandit else len(self.bandit.arms) - 1
-        horizon = self.bandit.arms[arm] if cfg.bandit else cfg.max_horizon
-        self._ensure_buffers(anchor=True)
-        self._take_snapshot()
-        self._anchor.copy_(self._snapshot)  # type: ignore[union-attr]
-        self.predictor.begin_segment(horizon)
-        self._seg = {"i": 0, "anchor_i": 0, "horizon": horizon, "arm": arm, "ctx": ctx,
-                     "accepted": 0, "rejected": 0, "lr": self._lr(), "cost_s": 0.0, "end": None}
-        self.stats.segments += 1
-        return self._move(Phase.PREDICT, f"confidence {report.score:.3f} >= threshold "
-                          f"{report.threshold:.2f}; predicting up to {horizon} steps",
-                          {"confidence": report.score, "horizon": float(horizon),
-                           **report.components})
-
-    def _predicted_step(self, closure: Closure) -> StepResult:
-        cfg, seg = self.config, self._seg
-        i, horizon = seg["i"], seg["horizon"]
-        # micro-correction: a real step, only at a verified point (never on top of an
-        # unverified window, which would then become the anchor without a check)
-        if (cfg.correction_interval and i > 0 and i == seg["anchor_i"]
-                and i % cfg.correction_interval == 0 and seg.get("micro_at") != i):
-            seg["micro_at"] = i
-            res = self._real_step(closure, micro=True)
-            self.flat.read_into(self._anchor)   # a real step is trusted: new anchor
-            seg["anchor_i"] = i
-            return res
-        fc: Forecast = self.predictor.forecast(i)
-        lr_now = self._lr()
-        scale = lr_now / seg["lr"] if seg["lr"] > 0 else 1.0
-        is_check = (i + 1 - seg["anchor_i"]) % cfg.check_every == 0 or i + 1 == horizon
-        loss_val: float | None = None
-        accepted: bool | None = None
-        transition: Transition | None = None
-        if is_check:
-            at_anchor = seg["anchor_i"] == i
-            rng = self._rng_get()
-            kept = self._buffers_save()   # the check's forwards leave the statistics alone
-            if not at_anchor:
-                if self._scratch is None:
-                    self._scratch = self.flat.new_buffer()
-                self.flat.read_into(self._scratch)
-                self.flat.write_from(self._anchor)
-            try:
-                if at_anchor and cfg.full_batch and seg.get("anchor_loss") is not None:
-                    before = seg["anchor_loss"]   # same batch: the anchor's loss is known
-                else:
-                    before, _, _ = self._forward_value(closure)
-                    self.stats.forward_checks += 1
-                    if i == 0:
-                        seg["snapshot_loss"] = before
-                if not at_anchor:
-                    self.flat.write_from(self._scratch)
-                self._apply(fc.delta, scale)
-                self._rng_set(rng)
-                after, after_t, comps = self._forward_value(closure)
-            except BaseException:
-                # the user's closure raised: put the weights back where this step found them
-                self.flat.write_from(self._anchor if at_anchor else self._scratch)
-                self._rng_set(rng)
-                self._buffers_load(kept)
-                raise
-            self._buffers_load(kept)
-            before, after = self.collective.mean([before, after])
-            self.stats.forward_checks += 1
-            loss_val = after
-            window = i + 1 - seg["anchor_i"]
-            signals = self.divergence.check(before, after, fc.loss)
-            if not math.isfinite(after):
-                signals = [self._nonfinite_source(s, before, fc.delta) if s.name == "non-finite"
-                           else s for s in signals]
-            for s in signals:
-                self._note(s)
-            if self.monitor is not None:
-                self.monitor.step(after_t, components=comps or None, backward=False)
-            accepted = (math.isfinite(after) and math.isfinite(before)
-                        and after < before * (1.0 - cfg.accept_margin)
-                        and not any(s.level >= Level.ROLLBACK for s in signals))
-            self._accuracy += 0.1 * (float(accepted) - self._accuracy)
-            if accepted:
-                self.flat.read_into(self._anchor)
-                seg["anchor_i"] = i + 1
-                seg["anchor_loss"] = after
-                seg["accepted"] += window
-                self.stats.accepted_steps += window
-            else:
-                self.flat.write_from(self._anchor)
-                seg["rejected"] += window
-                self.stats.rejected_steps += window
-                seg["end"] = (f"check failed at predicted step {i + 1}: same-batch loss "
-                              f"{before:.4g} -> {after:.4g}; kept the {seg['anchor_i']} "
-                              f"verified steps before it")
-            if seg["end"] is None:
-                if any(s.level >= Level.SHORTEN for s in signals):
-                    seg["end"] = "divergence signal: " + "; ".join(str(s) for s in signals)
-                elif self._evaluate_gate().score < cfg.confidence_threshold:
-                    seg["end"] = (f"confidence dropped to {self._gate_report.score:.3f} < "
-                                  f"{cfg.confidence_threshold:.2f}")
-        else:
-            self._apply(fc.delta, scale)
-        self._last_delta = fc.delta if scale == 1.0 else fc.delta * scale
-        self.stats.predicted_steps += 1
-        seg["i"] = i + 1
-        if seg["end"] is None and seg["i"] >= horizon:
-            seg["end"] = f"horizon of {horizon} predicted steps completed"
-        if seg["end"] is not None:
-            transition = self._move(Phase.CORRECT, seg["end"],
-                                    {"accepted": float(seg["accepted"]),
-                                     "rejected": float(seg["rejected"])})
-            self._correct_pending = True
-        return StepResult(self.stats.steps, Phase.PREDICT, loss_val, predicted=True,
-                          backward=False, predicted_loss=fc.loss,
-                          confidence=self._gate_report.score if self._gate_report else None,
-                          horizon=horizon, accepted=accepted,
-                          transition=str(transition) if transition else None)
-
-    _LEAN_MARGIN = 64
-
-    def _lean(self) -> bool:
-        """While auto-off holds, real steps skip all prediction bookkeeping (update diffs,
-        predictor observations, probes) until shortly before the re-probe, so a workload
-        where prediction does not pay runs at plain-training speed plus the divergence
-        checks. The predictor refills its window in the last ``_LEAN_MARGIN`` steps."""
-        if not self.config.segments:
-            return True   # no segment will ever use the predictor or the probes
-        return (self._auto_off_until is not None
-                and self.stats.steps < self._auto_off_until - self._LEAN_MARGIN)
-
-    def _nonfinite_source(self, sig: Signal, before: float, delta: torch.Tensor) -> Signal:
-        """Say where a NaN/Inf found by a predicted step's check came from."""
-        bad = self.flat.first_nonfinite(self.names)
-        if not bool(torch.isfinite(delta).all()):
-            where = (f"the predicted update is NaN/Inf (it reached parameter '{bad}')"
-                     if bad else "the predicted update is NaN/Inf")
-        elif not math.isfinite(before):
-            where = (f"parameter '{bad}' is NaN/Inf (changed outside the trainer's steps)" if bad
-                     else "the loss is NaN/Inf before the predicted update too: the batch or "
-                          "the loss computation is non-finite")
-        elif bad is not None:
-            where = f"parameter '{bad}' is NaN/Inf (changed outside the trainer's steps)"
-        else:
-            where = "the loss after a predicted update is NaN/Inf"
-        return Signal(sig.name, sig.level, sig.observed, sig.expected,
-                      f"{where}; rolled back to the last verified weights")
-
+    # ------------------------------------------------------------------ buffers
     def _ensure_update_buffers(self) -> None:
         """Before/after copies and the real update: what predictors observe (segments only)."""
         if self._prev is None:
@@ -868,68 +563,6 @@ class HybridTrainer:
             self._take_snapshot()
         if anchor and self._anchor is None:
             self._anchor = self.flat.new_buffer()
-
-    def _apply(self, delta: torch.Tensor, scale: float) -> None:
-        t = time.perf_counter()
-        self.flat.add_(delta, alpha=scale)
-        self._work_s += time.perf_counter() - t
-
-    def _segment_verdict(self, before: float, after: float) -> str | None:
-        """After a segment: is the model worse than its snapshot on a batch that neither the
-        predictions nor their checks saw? Paired on one batch, so batch noise cancels."""
-        limit = before * (1.0 + self.config.rollback_tolerance)
-        if not math.isfinite(after) or after > limit:
-            return (f"on a fresh batch the segment's end has loss {after:.4g} vs {before:.4g} at "
-                    f"its snapshot (limit {limit:.4g}); rolled back to the snapshot")
-        return None
-
-    def _finish_segment(self, before: float | None, after: float,
-                        verdict: str | None) -> float | None:
-        """First real step after a segment: residuals, bandit reward, auto-off bookkeeping.
-
-        Progress is measured, not assumed: the segment's relative loss drop on the fresh batch
-        (``before`` at the snapshot, ``after`` at the segment's end), converted into
-        real-step equivalents with the probed drop of a real step. Cost is the segment's wall
-        time in real-step units (or the fixed cost model).
-        """
-        seg, cfg = self._seg, self.config
-        self._correct_pending = False
-        residual = None
-        if self._last_delta is not None and not verdict:
-            residual = self.predictor.residual(self._last_delta, self._update)
-            self._residuals.append(residual)
-        n_pred = seg["i"]
-        cost = self._progress.steps_worth(seg["cost_s"])
-        if cfg.cost_model == "fixed" or cost is None:
-            cost = n_pred * cfg.fixed_predicted_cost
-        cost = self._agreed(cost)   # wall times differ by rank; decisions must not
-        drop = 0.0
-        if before is not None and math.isfinite(before) and before > 0 and math.isfinite(after):
-            drop = (before - after) / before
-        kept = 0.0 if verdict else drop
-        progress = self._progress.segment_progress(kept, seg["accepted"])
-        damage = max(0.0, -drop)
-        reward = progress - cost - cfg.bandit_penalty * damage
-        if cfg.bandit:
-            self.bandit.update(seg["arm"], seg["ctx"],
-                               max(-5.0, min(5.0, reward / max(seg["horizon"], 1))))
-        self._segments_window.append((progress, cost))
-        if verdict:
-            self.stats.rollbacks += 1
-            self._note(Signal("segment-rollback", Level.ROLLBACK, after, before or 0.0, verdict))
-        if cfg.auto_off and len(self._segments_window) >= cfg.auto_off_min_segments:
-            prog = sum(p for p, _ in self._segments_window)
-            spent = sum(c for _, c in self._segments_window)
-            if prog < spent:
-                self._auto_off_reason = (
-                    f"auto-off: prediction does not pay on this workload: the last "
-                    f"{len(self._segments_window)} segments gave {prog:.1f} real-step equivalents "
-                    f"of measured progress (eta {self.eta():.2f}) for {spent:.1f} real steps' "
-                    f"worth of time; staying in Full")
-                self._auto_off_until = (self.stats.steps + cfg.auto_off_reprobe
-                                        if cfg.auto_off_reprobe else 1 << 62)
-                self._note(Signal("auto-off", Level.FULL, prog, spent, self._auto_off_reason))
-        return residual
 
     # ------------------------------------------------------------------ eta probes
     def _probe_due(self) -> bool:
@@ -1087,143 +720,4 @@ class HybridTrainer:
 
     def _rng_set(self, state: RngState) -> None:
         restore_rng(state, self.flat.device)
-
-    # ------------------------------------------------------------------ state & checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically: model, optimizer, trainer, predictor,
-        bandit and RNG states. Plain containers and tensors only (loads with weights_only)."""
-        seg = {k: v for k, v in self._seg.items() if k != "ctx"}
-        if "ctx" in self._seg:
-            seg["ctx"] = torch.from_numpy(np.asarray(self._seg["ctx"], dtype=np.float64))
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "optimizer_class": type(self.optimizer).__name__,
-            "config": self.config.model_dump(),
-            "predictor": {"name": getattr(self.predictor, "name", "custom"),
-                          "state": self.predictor.state_dict()},
-            "bandit": self.bandit.state_dict(),
-            "trainer": {
-                "phase": self.phase.value, "phase_steps": self._phase_steps,
-                "numel": self.flat.numel,
-                "stats": self.stats.state_dict(), "tracker": self.tracker.state_dict(),
-                "gate": self.gate.state_dict(), "divergence": self.divergence.state_dict(),
-                "prev": None if self._prev is None else self._prev.clone(),
-                "update": None if self._update is None else self._update.clone(),
-                "has_update": self._has_update,
-                "snapshot": None if self._snapshot is None else self._snapshot.clone(),
-                "snapshot_buffers": (None if self._snapshot_buffers is None
-                                     else [b.clone() for b in self._snapshot_buffers]),
-                "anchor": None if self._anchor is None else self._anchor.clone(),
-                "seg": seg, "correct_pending": self._correct_pending,
-                "last_delta": None if self._last_delta is None else self._last_delta.clone(),
-                "accuracy": self._accuracy, "gate_warned": self._gate_warned,
-                "auto_off_until": self._auto_off_until, "auto_off_reason": self._auto_off_reason,
-                "segments_window": [list(x) for x in self._segments_window],
-                **self._progress.state_dict(),
-                "last_was_real": self._last_was_real,
-                "residuals": list(self._residuals[-1000:]),
-                "transitions": [t.to_dict() for t in self.transitions[-1000:]],
-                "jumps": None if self.jumps is None else self.jumps.state_dict(),
-                "jumps_off_until": self._jumps_off_until,
-                "jumps_off_reason": self._jumps_off_reason,
-                "jump_pending": self._jump_pending,
-                "step_loss": self._step_loss,
-                "unjumped": (self._scratch.clone() if self._jump_pending
-                             and self._scratch is not None else None),
-            },
-            "rng": global_rng_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`. All or nothing: when the state does not fit this
-        model/trainer, everything is put back as it was and a CheckpointError says why."""
-        backup, fatal = copy.deepcopy(self.state_dict()), self._fatal
-        try:
-            self._load_state(state)
-        except Exception as exc:  # noqa: BLE001 - any malformed entry; the state is put back
-            self._load_state(backup)
-            self._fatal = fatal
-            if isinstance(exc, CheckpointError):
-                raise
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"checkpoint: does not match this model/trainer ({text}); "
-                                  "load it into the model and optimizer it was saved "
-                                  "from") from None
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        check_fits(state, self.model, self.flat.numel, self.optimizer,
-                   getattr(self.predictor, "name", "custom"))
-        tr = state["trainer"]
-        self._cur_valid = False
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.predictor.load_state_dict(state["predictor"]["state"])
-        self.bandit.load_state_dict(state["bandit"])
-        self.phase = Phase(tr["phase"])
-        self._phase_steps = int(tr["phase_steps"])
-        self.stats.load_state_dict(tr["stats"])
-        self.tracker.load_state_dict(tr["tracker"])
-        self.gate.load_state_dict(tr["gate"])
-        self.divergence.load_state_dict(tr["divergence"])
-        if tr["prev"] is None:   # written with segments off: no real update was recorded
-            self._prev = self._cur = self._update = None
-        else:
-            self._ensure_update_buffers()
-            self._prev.copy_(tr["prev"])  # type: ignore[union-attr]
-            self._update.copy_(tr["update"])  # type: ignore[union-attr]
-        self._has_update = bool(tr["has_update"])
-        for name in ("snapshot", "anchor"):
-            src = tr[name]
-            if src is None:
-                setattr(self, f"_{name}", None)
-            else:
-                buf = getattr(self, f"_{name}")
-                if buf is None:
-                    buf = self.flat.new_buffer()
-                    setattr(self, f"_{name}", buf)
-                buf.copy_(src)
-        self._snapshot_buffers = self._checked_buffers(tr.get("snapshot_buffers"))
-        seg = dict(tr["seg"])
-        if "ctx" in seg:
-            seg["ctx"] = seg["ctx"].numpy()
-        self._seg = seg
-        self._correct_pending = bool(tr["correct_pending"])
-        self._last_delta = tr["last_delta"]
-        self._accuracy = float(tr["accuracy"])
-        self._gate_warned = bool(tr["gate_warned"])
-        self._auto_off_until = tr["auto_off_until"]
-        self._auto_off_reason = tr["auto_off_reason"]
-        self._segments_window = deque((tuple(x) for x in tr["segments_window"]),
-                                      maxlen=self._segments_window.maxlen)
-        self._progress.load_state_dict(tr)
-        self._last_was_real = bool(tr["last_was_real"])
-        self._residuals = [float(x) for x in tr["residuals"]]
-        if self.jumps is not None and tr.get("jumps") is not None:  # absent in old checkpoints
-            self.jumps.load_state_dict(tr["jumps"])
-        self._jumps_off_until = tr.get("jumps_off_until")
-        self._jumps_off_reason = tr.get("jumps_off_reason")      # absent in older checkpoints
-        self._jump_pending = bool(tr.get("jump_pending", False)) and self.jumps is not None
-        step_loss = tr.get("step_loss")   # absent in older checkpoints: the check runs a forward
-        self._step_loss = float(step_loss) if isinstance(step_loss, (int, float)) else None
-        if self._jump_pending:
-            if self._scratch is None:
-                self._scratch = self.flat.new_buffer()
-            self._scratch.copy_(tr["unjumped"])
-        self.transitions = [Transition(int(t["step"]), Phase(t["src"]), Phase(t["dst"]),
-                                       t["reason"], dict(t["numbers"])) for t in tr["transitions"]]
-        set_global_rng_state(state["rng"])
-        self._fatal = None
-
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint atomically (temp file, fsync, rename). Returns the path."""
-        out = save_atomic(self.state_dict(), path)
-        self._last_checkpoint = Path(out)
-        return out
-
-    def load(self, path: str | Path) -> None:
-        """Load a checkpoint written by :meth:`save` (``weights_only=True``, refused otherwise)."""
-        state = load_checked(path, map_location=self.flat.device)
-        self.load_state_dict(state)
-        self._last_checkpoint = Path(path)
 
