@@ -20,8 +20,8 @@ copy, the RNG capture, the redone forward of an undone jump and, on a workload t
 full-batch, the paired checks' forwards, beyond Lookahead's own synchronisation) and the
 rest of the trainer's bookkeeping. Run:
 ``python -m benchmarks.step_cost_probe`` (under a minute on two cores); ``--workload``,
-``--runs``, ``--steps`` change the setting. ``--warm-steps 0`` times each run from its first
-step, as the benchmark times a run: the default's one-off costs then count too (setting up
+``--runs``, ``--steps``, ``--threads`` change the setting. ``--warm-steps 0`` times each run
+from its first step, as the benchmark times a run: the default's one-off costs then count too (setting up
 the slow weights at the first step, the first restore point at the end of the warm-up).
 """
 from __future__ import annotations
@@ -122,13 +122,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--warm-steps", type=int, default=WARM_STEPS,
                     help="untimed steps at the start of each run (0: time from the first)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: the bookkeeping is serial, and so is the "
+                         "noise; the benchmark runs 2)")
     args = ap.parse_args(argv)
     for name, value, least in (("--runs", args.runs, 1), ("--steps", args.steps, 1),
-                               ("--warm-steps", args.warm_steps, 0)):
+                               ("--warm-steps", args.warm_steps, 0),
+                               ("--threads", args.threads, 1)):
         if value < least:
             ap.error(f"{name} is {value}; give at least {least}")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # one thread: the bookkeeping is serial, and so is the noise
+    torch.set_num_threads(args.threads)
     try:
         us = measure(args.workload, args.runs, args.steps, args.lr,
                      warm_steps=args.warm_steps)
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
     parts = split(us)
     print(f"{args.workload}: median us per step over {args.runs} runs of {args.steps} steps "
-          f"after {args.warm_steps} untimed (one thread)")
+          f"after {args.warm_steps} untimed ({args.threads} thread"
+          f"{'s' if args.threads > 1 else ''})")
     for row in ROWS:
         print(f"  {row:18s} {us[row]:8.1f}")
     print(f"  default - lookahead {parts['extra']:+8.1f} "

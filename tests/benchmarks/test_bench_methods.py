@@ -166,3 +166,26 @@ def test_on_a_full_batch_workload_the_hybrid_rows_are_told_so_where_they_read_it
     assert config("hybrid-continuation", full).full_batch   # predicted segments read it
     for name in ("hybrid-jumps", "hybrid-guard", "hybrid-continuation"):
         assert config(name, full).inert_settings() == {}
+
+
+def test_hybrid_runner_records_say_what_each_step_did() -> None:
+    # the record is looked up, not built: each one must still be the step's own outcome
+    wl, data = _workload()
+    model = wl.model(data, 0)
+    runner = METHODS["hybrid-jumps"].make(wl, model, wl.default_lr, 0)
+    seen = []
+    real_step = runner.trainer.step
+
+    def spy(closure):
+        seen.append(real_step(closure))
+        return seen[-1]
+
+    runner.trainer.step = spy
+    batches = wl.batches(data, 0)
+    records = [runner.step(*next(batches)) for _ in range(30)]
+    for rec, res in zip(records, seen):
+        assert (rec.phase, rec.backward, rec.predicted, rec.rolled_back, rec.jumped) == (
+            res.phase.value, res.backward, res.predicted, res.rolled_back, res.jumped)
+    assert {r.jumped for r in records} - {None}    # some steps checked a jump
+    same = [r for r in records if r.jumped is None and r.phase == "full"]
+    assert len(same) > 1 and all(r is same[0] for r in same)

@@ -3,6 +3,7 @@ check inside the default's runs only, and splits the default's extra cost so the
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmarks import step_cost_probe as probe
 
@@ -63,3 +64,16 @@ def test_main_refuses_a_negative_warm_up_naming_the_flag(capsys) -> None:
     with pytest.raises(SystemExit):
         probe.main(["--warm-steps", "-1"])
     assert "--warm-steps is -1" in capsys.readouterr().err
+
+
+def test_threads_sets_torchs_threads_for_the_probe_and_restores_them(monkeypatch, capsys) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(probe, "measure", lambda *a, **k: (
+        seen.append(torch.get_num_threads()) or {**{r: 100.0 for r in probe.ROWS},
+                                                 "grad_norm_check": 1.0}))
+    before = torch.get_num_threads()
+    probe.main(["--threads", "2"])
+    assert seen == [2] and torch.get_num_threads() == before
+    assert "(2 threads)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        probe.main(["--threads", "0"])
