@@ -277,6 +277,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer's defaults but jump_alpha_step=0.05: alpha rises from 0.5 (at most "
            "to 0.9) while the loss at the jumped weights falls towards the weights the jump "
            "left, and falls back otherwise", hybrid=True, extra=True),
+    *(Method(f"hybrid-period-{k}", _hybrid("continuation", segments=False, jump_every=k),
+             f"HybridTrainer's defaults but a jump every {k} steps instead of Lookahead's 5 "
+             "(jump_every)", hybrid=True, extra=True)
+      for k in (3, 10)),
+    Method("hybrid-early-segments", _hybrid("continuation", segments=True, warmup_steps=5,
+                                            full_steps=3),
+           "HybridTrainer with predicted segments on and from the 9th step (warmup_steps=5, "
+           "full_steps=3 instead of 20 and 10): on a short run the defaults' first segment "
+           "comes after the target", hybrid=True, extra=True),
     Method("lookahead", LookaheadRunner, "Lookahead k=5, alpha=0.5 over AdamW"),
     Method("selective-backprop", SelectiveBackpropRunner,
            "backward on the highest-loss third of each batch"),

@@ -109,7 +109,7 @@ def test_the_default_method_runs_the_library_defaults() -> None:
     assert differ <= {"monitor", "seed"}, differ   # the monitor is benchmarked on its own
 
 
-def test_the_pull_ablations_change_only_the_pull_and_run_only_when_named() -> None:
+def test_the_ablations_change_only_their_setting_and_run_only_when_named() -> None:
     from benchmarks.methods import DEFAULT_METHOD, default_methods
 
     wl, data = _workload()
@@ -124,6 +124,11 @@ def test_the_pull_ablations_change_only_the_pull_and_run_only_when_named() -> No
             assert differ == {"jump_alpha_step"} and cfg.jump_alpha_step > 0
         elif name == "hybrid-not-told-full-batch":
             assert differ == set()   # it differs only on a full-batch workload (below)
+        elif name.startswith("hybrid-period-"):
+            assert differ == {"jump_every"} and name == f"hybrid-period-{cfg.jump_every}"
+        elif name == "hybrid-early-segments":
+            assert differ == {"segments", "warmup_steps", "full_steps"} and cfg.segments
+            assert cfg.warmup_steps + cfg.full_steps < base.warmup_steps + base.full_steps
         else:
             assert differ == {"jump_alpha", "jump_alpha_calm"} and cfg.jump_alpha_calm == 0
             assert str(cfg.jump_alpha) in name
