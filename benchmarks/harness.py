@@ -465,6 +465,7 @@ class Harness:
         """Time to the tuning target at each lr (see :meth:`tune`); keep the fastest."""
         table, repeats = self._timed_tuning(method, grid, target, rules)
         best = min(table, key=lambda lr: tuning_rank(table[lr]))
+
         def try_pair(edge: float, nxt: float) -> dict[str, Any]:
             # side by side with the edge lr: the two share the machine's drift
             pair, _ = self._timed_tuning(method, [edge, nxt], target, rules)
