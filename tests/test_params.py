@@ -60,3 +60,21 @@ def test_grad_norm_of_half_gradients_does_not_overflow():
     norm = FlatParams(ps).grad_norm()
     assert torch.isfinite(norm)
     assert float(norm) == pytest.approx(3000.0 * 1000 ** 0.5, rel=1e-3)
+
+
+def test_grad_norm_of_a_sparse_gradient_is_its_dense_norm():
+    # nn.Embedding(sparse=True) hands the trainer a sparse COO gradient with repeated rows;
+    # the fused norm refuses it, and an uncoalesced norm would miss the repeats' sums
+    emb = torch.nn.Embedding(20, 4, sparse=True)
+    lin = torch.nn.Linear(4, 1)
+    fp = FlatParams([emb.weight, *lin.parameters()])
+    idx = torch.tensor([3, 3, 7, 3, 11])
+    lin(emb(idx)).sum().backward()
+    assert emb.weight.grad.is_sparse and not emb.weight.grad.is_coalesced()
+    dense = torch.cat([emb.weight.grad.to_dense().reshape(-1),
+                       *(p.grad.reshape(-1) for p in lin.parameters())])
+    assert float(fp.grad_norm()) == pytest.approx(float(dense.norm()), rel=1e-6)
+    frm = fp.flatten()
+    to = frm + torch.linspace(-1.0, 1.0, fp.numel)
+    assert fp.grad_dot(to, frm) == pytest.approx(float(dense.double() @ (to - frm).double()),
+                                                 rel=1e-6)

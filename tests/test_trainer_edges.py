@@ -287,3 +287,52 @@ def test_the_end_of_warm_up_takes_its_restore_point_once_and_of_the_current_weig
     assert trainer.phase.value == "full"
     assert taken == [4]      # once, during the fifth step (stats.steps counts it afterwards)
     assert torch.equal(trainer._snapshot, torch.nn.utils.parameters_to_vector(model.parameters()))
+
+
+def _embedding_task(seed: int = 0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Embedding(50, 8, sparse=True), torch.nn.Flatten(),
+                                torch.nn.Linear(32, 1))
+    x = torch.randint(0, 50, (64, 4), generator=torch.Generator().manual_seed(seed))
+    y = torch.randn(64, 1, generator=torch.Generator().manual_seed(seed + 1))
+    return model, x, y
+
+
+@pytest.mark.parametrize("monitor", [False, True])
+def test_sparse_embedding_gradients_train_through_every_check(monitor):
+    # the gradient-norm check, the jumps, predicted segments and the monitor all read a
+    # sparse gradient (or the updates it made)
+    model, x, y = _embedding_task()
+    trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.05),
+                            HybridConfig(monitor=monitor, segments=True, warmup_steps=5,
+                                         full_steps=5))
+    losses = [trainer.step(lambda: F.mse_loss(model(x), y)).loss for _ in range(40)]
+    assert trainer.stats.steps == 40 and trainer.stats.skipped_nonfinite == 0
+    assert trainer.stats.predicted_steps > 0
+    assert trainer.summary()["jumps"]["accepted"] + trainer.summary()["jumps"]["rejected"] > 0
+    assert losses[-1] < 0.5 * losses[0]
+    assert trainer.flat.all_finite()
+
+
+def test_a_nan_in_a_sparse_gradient_is_skipped_and_named():
+    model, x, y = _embedding_task()
+    poison = {"on": False}
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        if not poison["on"]:
+            return grad
+        g = grad.coalesce()
+        values = g.values().clone()
+        values[0, 0] = float("nan")
+        return torch.sparse_coo_tensor(g.indices(), values, g.shape, check_invariants=True)
+
+    model[0].weight.register_hook(hook)
+    trainer = HybridTrainer(model, torch.optim.SGD(model.parameters(), lr=0.05),
+                            HybridConfig(monitor=False))
+    for i in range(10):
+        poison["on"] = i == 6
+        r = trainer.step(lambda: F.mse_loss(model(x), y))
+        assert r.backward == (i != 6)
+    assert trainer.stats.skipped_nonfinite == 1 and trainer.flat.all_finite()
+    said = [s.message for _, s in trainer.signals if s.name == "non-finite"]
+    assert said and "'0.weight'" in said[0], said

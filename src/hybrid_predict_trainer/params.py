@@ -117,23 +117,28 @@ class FlatParams:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return torch.zeros((), device=self.device)
-        # a gradient always has its parameter's dtype, so the parameters' dtype decides
-        if self._cpu_f32:
-            # per-tensor reads are free on CPU; stacking and a second norm are not (they
-            # were half of this check's cost on a small model)
-            return math.sqrt(math.fsum(float(n) ** 2 for n in torch._foreach_norm(grads)))
-        if self._fused and self.dtype == torch.float32:
-            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        try:
+            # a gradient always has its parameter's dtype, so the parameters' dtype decides
+            if self._cpu_f32:
+                # per-tensor reads are free on CPU; stacking and a second norm are not (they
+                # were half of this check's cost on a small model)
+                return math.sqrt(math.fsum(float(n) ** 2 for n in torch._foreach_norm(grads)))
+            if self._fused and self.dtype == torch.float32:
+                return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        except (NotImplementedError, RuntimeError):
+            # a sparse gradient (nn.Embedding(sparse=True)) has no fused norm: the general
+            # path below reads its stored values instead
+            pass
         # mixed or other precisions: each norm in at least float32 (a half norm overflows early)
         return torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
-             for g in grads]).double())
+             for g in map(dense_values, grads)]).double())
 
     @torch.no_grad()
     def grad_dot(self, to: torch.Tensor, frm: torch.Tensor) -> float:
         """gradient . (to - frm): the loss's slope along the line from ``frm`` to ``to`` (per
         unit of its parameter), one pass and one host sync."""
-        dots = [(p.grad.to(a.dtype) * (a - b)).sum(dtype=torch.float64)
+        dots = [(_dense(p.grad).to(a.dtype) * (a - b)).sum(dtype=torch.float64)
                 for p, a, b in zip(self.params, self.views(to), self.views(frm))
                 if p.grad is not None]
         return float(torch.stack(dots).sum()) if dots else 0.0
@@ -150,3 +155,20 @@ class FlatParams:
             if not torch.isfinite(p).all():
                 return named.get(id(p), "<unnamed parameter>")
         return None
+
+
+def dense_values(grad: torch.Tensor) -> torch.Tensor:
+    """The values whose norm is a sparse gradient's norm (a dense gradient itself).
+
+    Why: an ``nn.Embedding(sparse=True)`` gradient is a sparse COO tensor, which the norm and
+    finiteness kernels do not take; its coalesced values have the same norm and the same
+    NaN/Inf (coalescing sums repeated indices, as the dense gradient would)."""
+    if grad.layout == torch.strided:
+        return grad
+    if grad.layout == torch.sparse_coo:
+        return grad.coalesce().values()
+    return grad.values()   # compressed layouts (CSR, CSC, BSR, BSC) store each value once
+
+
+def _dense(grad: torch.Tensor) -> torch.Tensor:
+    return grad if grad.layout == torch.strided else grad.to_dense()

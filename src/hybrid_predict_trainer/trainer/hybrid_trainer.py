@@ -34,7 +34,7 @@ from ..control.divergence import Level, Signal
 from ..distributed import Collective, LocalCollective
 from ..errors import CheckpointError, ConfigError, LossError, TrainerStateError
 from ..metrics import JsonlWriter, MetricsHook, RunStats, StepResult
-from ..params import FlatParams
+from ..params import FlatParams, dense_values
 from ..phases import Phase, Transition
 from ..predictors import Observation, Predictor, build_predictor
 from ..predictors.slow_weights import SlowWeights
@@ -520,7 +520,7 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
 
     def _first_nonfinite_grad(self) -> str:
         for p in self.flat.params:
-            if p.grad is not None and not torch.isfinite(p.grad).all():
+            if p.grad is not None and not torch.isfinite(dense_values(p.grad)).all():
                 return f"gradient of '{self.names.get(id(p), '?')}'"
         return "gradient"
 
