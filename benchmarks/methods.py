@@ -243,7 +243,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "paired check finds its jump changing the batch's loss by at most 5% either way, "
            "the pull is 0.65 instead of 0.5; on a full-batch workload, told so with "
            "full_batch=True, a paired check takes the last step's loss as its 'before' and "
-           "runs no forward of its own, and the pull stays 0.5)",
+           "runs no forward of its own, the pull stays 0.5, and the slow weights start at the "
+           "first jump, which moves nothing)",
            hybrid=True),
     Method("hybrid-paired-all", _hybrid("continuation", segments=False, jump_trust=0),
            "HybridTrainer with predicted segments off and a paired check on every jump "
@@ -264,6 +265,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "HybridTrainer's defaults without full_batch=True on a full-batch workload: each "
            "paired check runs a no-grad forward of its own instead of taking the last step's "
            "loss (the same as hybrid-jumps on the other workloads)", hybrid=True, extra=True),
+    Method("hybrid-slow-from-start", _hybrid("continuation", segments=False,
+                                             jump_slow_start="start"),
+           "HybridTrainer's defaults but slow weights that start at the starting weights "
+           "(jump_slow_start='start', Lookahead's choice) on a full-batch workload too; the "
+           "same as hybrid-jumps elsewhere", hybrid=True, extra=True),
     Method("hybrid-guard", _hybrid("continuation", segments=False, jump_check="guard"),
            "HybridTrainer with predicted segments off and guard-checked jumps: no extra "
            "forward, a jump is undone only when its loss is a blow-up", hybrid=True),

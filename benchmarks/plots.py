@@ -22,7 +22,7 @@ from hybrid_predict_trainer.report.style import JUMP_MARKS, PHASE_COLORS  # noqa
 _PALETTE = ["#000000", "#7f7f7f", "#2ca02c", "#17becf", "#9467bd", "#d62728", "#ff7f0e",
             "#8c564b", "#e377c2", "#bcbd22", "#1f77b4", "#98df8a", "#ff9896", "#aec7e8",
             "#c49c94", "#dbdb8d", "#9edae5", "#c5b0d5", "#f7b6d2", "#393b79", "#637939",
-            "#8c6d31", "#843c39"]
+            "#8c6d31", "#843c39", "#7b4173"]
 
 
 def _colors(names: list[str]) -> dict[str, str]:

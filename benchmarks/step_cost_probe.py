@@ -12,10 +12,11 @@ the lr the published run tuned for the default:
   row runs it (monitor off; on a full-batch workload told so);
 - ``default-no-jumps``: the same with ``jump_every=0``.
 
-Inside the default's runs it also times the gradient-norm check (the check that keeps a
-NaN/Inf or exploded gradient out of the optimizer's moments). Each run makes a few steps
-untimed, then ``--steps`` timed ones. Printed: the median microseconds per step of every
-row, and the default's extra cost split into the gradient-norm check, the jumps (the undo
+Inside the default's runs it also times the gradient check (the check that keeps a NaN/Inf
+gradient out of the optimizer's moments: the gradient norm on the warm-up's steps and every
+``grad_norm_every``-th step after it, a fused NaN/Inf pass on the others). Each run makes a
+few steps untimed, then ``--steps`` timed ones. Printed: the median microseconds per step of
+every row, and the default's extra cost split into the gradient check, the jumps (the undo
 copy, the RNG capture, the redone forward of an undone jump and, on a workload that is not
 full-batch, the paired checks' forwards, beyond Lookahead's own synchronisation) and the
 rest of the trainer's bookkeeping. Run:
@@ -71,8 +72,9 @@ def measure(workload: str = "tabular-fullbatch", runs: int = 200, steps: int = 4
             lr: float | None = None, seed: int = 0,
             warm_steps: int = WARM_STEPS) -> dict[str, float]:
     """Median microseconds per step of each row, plus ``grad_norm_check`` (the time inside
-    the default's gradient-norm check per step). Each run first makes ``warm_steps`` untimed
-    steps, then ``steps`` timed ones."""
+    the default's gradient check per step: the norm, or the fused NaN/Inf pass on the steps
+    between norms). Each run first makes ``warm_steps`` untimed steps, then ``steps`` timed
+    ones."""
     wl = WORKLOADS[workload]
     data, why = load_or_skip(wl)
     if data is None:
@@ -87,21 +89,23 @@ def measure(workload: str = "tabular-fullbatch", runs: int = 200, steps: int = 4
             model = wl.model(data, init_seed=run)
             runner = _runner(row, wl, model, lr, run)
             batches = wl.batches(data, run)
-            timed = None
+            timed: list[_Timed] = []
             if row == "default":
-                timed = _Timed(runner.trainer.flat.grad_norm)
-                runner.trainer.flat.grad_norm = timed
+                flat = runner.trainer.flat   # the norm, and the NaN/Inf pass between norms
+                timed = [_Timed(flat.grad_norm), _Timed(flat.grads_finite)]
+                flat.grad_norm, flat.grads_finite = timed
             for _ in range(warm_steps):
                 runner.step(*next(batches))
             batch = [next(batches) for _ in range(steps)]
-            if timed is not None:
-                timed.seconds = 0.0
+            for tm in timed:
+                tm.seconds = 0.0
             t = time.perf_counter()
             for x, y in batch:
                 runner.step(x, y)
             per_step[row].append((time.perf_counter() - t) / steps * 1e6)
-            if timed is not None:
-                per_step["grad_norm_check"].append(timed.seconds / steps * 1e6)
+            if timed:
+                per_step["grad_norm_check"].append(
+                    sum(tm.seconds for tm in timed) / steps * 1e6)
             runner.stats()
     return {row: statistics.median(v) for row, v in per_step.items()}
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {row:18s} {us[row]:8.1f}")
     print(f"  default - lookahead {parts['extra']:+8.1f} "
           f"({100 * parts['extra'] / us['lookahead']:.1f}% of Lookahead's step): "
-          f"gradient-norm check {parts['grad_norm_check']:.1f}, jumps beyond Lookahead's "
+          f"gradient check {parts['grad_norm_check']:.1f}, jumps beyond Lookahead's "
           f"{parts['jumps']:.1f}, rest of the bookkeeping {parts['rest']:.1f}")
 
 

@@ -254,7 +254,8 @@ def test_after_a_rejection_the_check_order_flips_so_a_second_rejection_costs_one
 
 def test_full_batch_checks_take_the_last_steps_loss_and_run_no_forward_of_their_own():
     model, x, y = _problem(3)
-    trainer = _trainer(model, lr=0.05, full_batch=True, jump_trust=0)
+    # slow weights from the start, as without full_batch (the next test: where they start)
+    trainer = _trainer(model, lr=0.05, full_batch=True, jump_trust=0, jump_slow_start="start")
     calls = []
 
     def loss():
@@ -283,6 +284,33 @@ def test_full_batch_checks_take_the_last_steps_loss_and_run_no_forward_of_their_
     for _ in range(9):
         plain.step(lambda: F.mse_loss(model(x), y))
     assert plain.stats.forward_checks == 4
+
+
+@pytest.mark.parametrize("full_batch, start, late", [
+    (True, "auto", True), (False, "auto", False),
+    (True, "start", False), (False, "first-jump", True)])
+def test_the_slow_weights_start_at_the_start_or_at_the_first_jump(full_batch, start, late):
+    model, x, y = _problem(3)
+    w0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    trainer = _trainer(model, lr=0.05, full_batch=full_batch, jump_trust=0,
+                       jump_slow_start=start)
+    loss = lambda: F.mse_loss(model(x), y)           # noqa: E731
+    first = trainer.step(loss)
+    assert (trainer.jumps.slow is None) == late
+    second = trainer.step(loss)                       # the first jump is due at its end
+    w2 = trainer.flat.flatten().clone()
+    if late:
+        # the first jump only sets the slow weights: nothing moved, and the run says so
+        assert torch.equal(trainer.jumps.slow, w2) and not torch.equal(w2, w0)
+        assert "slow weights start here" in second.event
+        assert trainer.summary()["jumps"]["accepted"] + trainer.summary()["jumps"][
+            "rejected"] == 0
+    else:
+        assert first.event is None and torch.equal(w2, trainer.jumps.slow)
+        assert trainer.jumps.slow is not None and not torch.equal(trainer.jumps.slow, w0)
+    results = [trainer.step(loss) for _ in range(5)]   # steps 3-7
+    checked = [i + 3 for i, r in enumerate(results) if r.jumped is not None]
+    assert checked == ([5, 7] if late else [3, 5, 7])
 
 
 def test_a_closure_that_raises_in_the_flipped_order_leaves_the_weights_on_the_jump():

@@ -78,3 +78,23 @@ def test_grad_norm_of_a_sparse_gradient_is_its_dense_norm():
     to = frm + torch.linspace(-1.0, 1.0, fp.numel)
     assert fp.grad_dot(to, frm) == pytest.approx(float(dense.double() @ (to - frm).double()),
                                                  rel=1e-6)
+
+
+def test_grads_finite_is_one_fused_check_that_leaves_the_gradients_as_they_are():
+    ps = _params()
+    fp = FlatParams(ps)
+    assert fp.grads_finite() is True                  # no gradient yet
+    for p in ps:
+        p.grad = torch.randn_like(p)
+    ps[0].grad[0, 0] = -0.0
+    ps[1].grad[0] = 1e-40                             # a subnormal survives the x1.0 pass
+    before = [p.grad.clone() for p in ps]
+    assert fp.grads_finite() is True
+    assert all(torch.equal(a, p.grad) and torch.equal(a.signbit(), p.grad.signbit())
+               for a, p in zip(before, ps))
+    ps[1].grad[3] = float("inf")
+    assert fp.grads_finite() is False
+    ps[1].grad[3] = 0.0
+    assert fp.grads_finite() is True                  # the flag does not stick
+    ps[0].grad = torch.ones(3, 4).to_sparse()
+    assert fp.grads_finite() in (None, True)          # sparse: fused or left to the norm

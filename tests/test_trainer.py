@@ -406,7 +406,8 @@ def _changed(keys):
     d = HybridConfig()
     special = {"predictor": "extrapolation", "horizons": [2, 32], "max_horizon": 32,
                "confidence_weights": {"agreement": 0.5, "accuracy": 0.25, "stability": 0.25},
-               "cost_model": "fixed", "jump_check": "guard", "rssm_rank": 2}
+               "cost_model": "fixed", "jump_check": "guard", "rssm_rank": 2,
+               "jump_slow_start": "first-jump"}
     out = {}
     for k in keys:
         v = getattr(d, k)

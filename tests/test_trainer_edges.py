@@ -336,3 +336,50 @@ def test_a_nan_in_a_sparse_gradient_is_skipped_and_named():
     assert trainer.stats.skipped_nonfinite == 1 and trainer.flat.all_finite()
     said = [s.message for _, s in trainer.signals if s.name == "non-finite"]
     assert said and "'0.weight'" in said[0], said
+
+
+def _scaled_gradients(model: torch.nn.Module, factor: dict) -> None:
+    for p in model.parameters():
+        p.register_hook(lambda g: g * factor["x"])
+
+
+def test_a_nan_gradient_between_sampled_norms_is_still_skipped():
+    # after the warm-up, with segments off, the norm is taken every grad_norm_every steps;
+    # the steps between check finiteness with the fused pass
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    factor = {"x": 1.0}
+    _scaled_gradients(model, factor)
+    data = _regression()
+    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=1e-2),
+                            HybridConfig(monitor=False, warmup_steps=4, grad_norm_every=4))
+    skipped = []
+    for i in range(12):
+        x, y = data[i % len(data)]
+        factor["x"] = float("nan") if i in (5, 6, 7, 8) else 1.0   # every phase of the cycle
+        r = trainer.step(lambda: F.mse_loss(model(x), y))
+        if not r.backward:
+            skipped.append(i)
+    assert skipped == [5, 6, 7, 8]
+    assert trainer.flat.all_finite()
+    assert all(torch.isfinite(v).all() for st in trainer.optimizer.state.values()
+               for v in st.values() if torch.is_tensor(v))
+
+
+@pytest.mark.parametrize("every, within", [(1, 1), (4, 4)])
+def test_exploding_gradients_are_named_within_grad_norm_every_steps(every, within):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    factor = {"x": 1.0}
+    _scaled_gradients(model, factor)
+    data = _regression()
+    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=1e-3),
+                            HybridConfig(monitor=False, warmup_steps=6, grad_norm_every=every))
+    first = None
+    for i in range(20):
+        x, y = data[i % len(data)]
+        factor["x"] = 1e4 if i >= 9 else 1.0
+        trainer.step(lambda: F.mse_loss(model(x), y))
+        if first is None and any(s.name == "exploding-gradients" for _, s in trainer.signals):
+            first = i
+    assert first is not None and 9 <= first < 9 + within

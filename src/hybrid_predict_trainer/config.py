@@ -29,7 +29,8 @@ class HybridConfig(BaseModel):
     # --- phase lengths -------------------------------------------------------------------
     warmup_steps: int = Field(
         20, ge=1, description="Real steps that set the gradient-norm and loss baselines "
-        "the divergence monitor compares against; 20 is enough for a stable median.")
+        "the divergence monitor compares against; 20 is enough for a stable median (of the "
+        "norms of every `grad_norm_every`-th step where nothing else reads the norm).")
     full_steps: int = Field(
         10, ge=1, description="Real steps after warmup before the first prediction, so the "
         "predictor has seen a window of real updates.")
@@ -106,6 +107,14 @@ class HybridConfig(BaseModel):
         10.0, gt=1.0, description="Gradient norm above this multiple of the warmup median.")
     grad_vanish_factor: float = Field(
         0.01, gt=0.0, lt=1.0, description="Gradient norm below this multiple of the warmup median.")
+    grad_norm_every: int = Field(
+        4, ge=1, le=1000, description="Where nothing but the warm-up's baseline (a median) and "
+        "the exploding/vanishing signals read the gradient norm (predicted segments off, or "
+        "paused by auto-off), it is taken on every this many real steps; the steps between "
+        "check the gradients for NaN/Inf with one fused pass instead, so a non-finite "
+        "gradient is still skipped on every step. Why: on a small model the norm was the "
+        "largest part of the trainer's own cost per step (`python -m "
+        "benchmarks.step_cost_probe`). 1: every step.")
     ema_fast: float = Field(0.1, gt=0.0, le=1.0, description="Fast loss EMA rate.")
     ema_slow: float = Field(0.02, gt=0.0, le=1.0, description="Slow loss EMA rate.")
 
@@ -207,6 +216,16 @@ class HybridConfig(BaseModel):
         "off with 0, with `jump_alpha` at or above it, or with `jump_alpha_step` > 0 (those "
         "set the pull themselves).")
 
+    jump_slow_start: Literal["auto", "start", "first-jump"] = Field(
+        "auto", description="Where the slow weights start. 'start': at the weights training "
+        "starts from (Lookahead's choice). 'first-jump': at the weights of the first jump, "
+        "which then moves nothing (the second jump is the first pull). 'auto': 'first-jump' "
+        "with `full_batch`, else 'start'. Why: with one batch throughout there is no batch "
+        "noise to average and the loss falls steeply from the start, so the first pull half-way "
+        "back to the starting weights undoes progress and its check pays a forward to undo it; "
+        "on mini-batches the first pulls raise the next batch's loss a little and pay later "
+        "(shakespeare-gpt), so they stay (benchmarks/RESULTS.md).")
+
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")
     monitor_policy: Literal["warn", "raise", "stop"] = Field(
@@ -256,6 +275,12 @@ class HybridConfig(BaseModel):
         acts = (self.jump_alpha_calm > self.jump_alpha and self.jump_alpha_step == 0.0
                 and not self.full_batch)
         return self.jump_alpha_calm if acts else 0.0
+
+    def slow_start_late(self) -> bool:
+        """Whether the slow weights start at the first jump (``jump_slow_start``)."""
+        if self.jump_slow_start == "auto":
+            return self.full_batch
+        return self.jump_slow_start == "first-jump"
 
     @model_validator(mode="before")
     @classmethod
@@ -357,7 +382,7 @@ INERT_REASONS = {
 #: Settings read only by the jumps onto the slow weights (``jump_every`` > 0).
 JUMP_SETTINGS = ("jump_check", "jump_trust", "jump_trust_max_gap", "jump_tolerance",
                  "jump_grace", "jump_grace_tolerance", "jump_alpha",
-                 "jump_alpha_step", "jump_alpha_calm")
+                 "jump_alpha_step", "jump_alpha_calm", "jump_slow_start")
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -44,6 +44,8 @@ class FlatParams:
         self.sizes = [p.numel() for p in self.params]
         self.numel = sum(self.sizes)
         self._views_cache: dict[int, list[torch.Tensor]] = {}
+        self._found: torch.Tensor | None = None   # grads_finite's flag, zero while all finite
+        self._one: torch.Tensor | None = None
 
     # -- buffers ---------------------------------------------------------------------------
     def new_buffer(self) -> torch.Tensor:
@@ -133,6 +135,29 @@ class FlatParams:
         return torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
              for g in map(dense_values, grads)]).double())
+
+    def grads_finite(self) -> bool | None:
+        """True when every gradient is finite, in one fused pass and one host sync; None
+        where that pass does not apply (a sparse gradient, a device without it): the caller
+        then takes :meth:`grad_norm`. Why: it costs less than half the norm's per-tensor
+        passes on a small model, for the check that must run on every step.
+
+        The pass is the one ``torch.amp.GradScaler`` uses; it multiplies each gradient by an
+        unscale factor, here exactly 1.0, which leaves every value as it is."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return True
+        if self._found is None or self._one is None:
+            self._found = torch.zeros(1, device=self.device)
+            self._one = torch.ones(1, device=self.device)
+        try:
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found, self._one)
+        except (RuntimeError, NotImplementedError, TypeError):
+            return None
+        if not self._found.item():
+            return True
+        self._found.zero_()   # the pass only ever sets the flag
+        return False
 
     @torch.no_grad()
     def grad_dot(self, to: torch.Tensor, frm: torch.Tensor) -> float:

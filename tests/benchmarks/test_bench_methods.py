@@ -126,6 +126,8 @@ def test_the_ablations_change_only_their_setting_and_run_only_when_named() -> No
             assert differ == set()   # it differs only on a full-batch workload (below)
         elif name.startswith("hybrid-period-"):
             assert differ == {"jump_every"} and name == f"hybrid-period-{cfg.jump_every}"
+        elif name == "hybrid-slow-from-start":
+            assert differ == {"jump_slow_start"} and cfg.jump_slow_start == "start"
         elif name == "hybrid-early-segments":
             assert differ == {"segments", "warmup_steps", "full_steps"} and cfg.segments
             assert cfg.warmup_steps + cfg.full_steps < base.warmup_steps + base.full_steps

@@ -33,7 +33,7 @@ def test_main_prints_each_row_and_the_split(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     for row in probe.ROWS:
         assert row in out
-    assert "gradient-norm check" in out and "rest of the bookkeeping" in out
+    assert "gradient check" in out and "rest of the bookkeeping" in out
 
 
 def test_warm_steps_sets_how_many_steps_of_each_run_go_untimed(monkeypatch) -> None:

@@ -91,8 +91,10 @@ class DivergenceMonitor:
                       + (f" ({self.nonfinite_streak} in a row: restoring)" if level == Level.RESTORE
                          else ""))
 
-    def real_step(self, loss: float, grad_norm: float, tracker: LossTracker) -> list[Signal]:
-        """Signals from a finite real step. ``tracker`` holds the EMAs *before* this loss."""
+    def real_step(self, loss: float, grad_norm: float | None,
+                  tracker: LossTracker) -> list[Signal]:
+        """Signals from a finite real step. ``tracker`` holds the EMAs *before* this loss;
+        ``grad_norm`` None: not taken on this step (no gradient signal)."""
         self.nonfinite_streak = 0
         out: list[Signal] = []
         z = tracker.zscore(loss)
@@ -104,7 +106,7 @@ class DivergenceMonitor:
                 out.append(Signal("loss-deviation", Level.FULL, loss, tracker.fast,
                                   f"loss {loss:.4g} is {z:.1f} sigma above its EMA "
                                   f"{tracker.fast:.4g} (limit {self.sigma})"))
-        if self.baseline:
+        if self.baseline and grad_norm is not None:
             if grad_norm > self.explode * self.baseline:
                 out.append(Signal("exploding-gradients", Level.FULL, grad_norm, self.baseline,
                                   f"gradient norm {grad_norm:.3g} > {self.explode:g}x the warm-up "

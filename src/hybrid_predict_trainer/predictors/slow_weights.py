@@ -67,9 +67,11 @@ class SlowWeights:
         self.unpaired = 0                   # guard-checked jumps since the last paired one
 
     def start(self, weights: torch.Tensor) -> None:
-        """Slow weights begin at the weights training starts from (Lookahead's choice).
-        The tensor is kept, not copied: pass a buffer of your own."""
+        """Slow weights begin at ``weights``: where training starts (Lookahead's choice) or
+        where the first jump would have been. The tensor is kept, not copied: pass a buffer
+        of your own. The next jump is ``every`` steps away."""
         self.slow = weights
+        self.since = 0
 
     def tick(self) -> None:
         """One real step was taken."""

@@ -151,6 +151,7 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
                                  calm_alpha=config.calm_pull(),
                                  calm_tolerance=config.jump_grace_tolerance,
                                  ) if config.jump_every else None
+        self._slow_late = config.slow_start_late()   # else the slow weights start at step 1
         self._jumps_off_until: int | None = None
         self._jumps_off_reason: str | None = None   # why jumps are paused, while they are
         self._jump_pending = False                # weights sit on the slow weights, unchecked
@@ -333,10 +334,8 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
         phase = Phase.CORRECT if micro else self.phase
         seg_before = probe_before = None
         jump: tuple[float | None, Any, float | None] | None = None
-        if self.jumps is not None and self.jumps.slow is None:
-            start = self.flat.new_buffer()      # Lookahead's slow weights start at the start
-            self.flat.read_into(start)
-            self.jumps.start(start)
+        if self.jumps is not None and self.jumps.slow is None and not self._slow_late:
+            self._start_slow()     # Lookahead's slow weights start at the start
         if self._jump_pending and not micro:
             jump = self._jump_check_before(closure)
         elif self._correct_pending and not micro:
@@ -431,10 +430,12 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
         self.stats.backward_passes += 1
         # identical on every DDP rank once gradients are all-reduced; reduced anyway so that
         # the skip/divergence decisions stay collective under no_sync or other schemes
-        gn = self._agreed(float(self.flat.grad_norm()))
-        if not math.isfinite(gn):
-            self._buffers_load(kept)
-            return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
+        gn = self._grad_norm_or_none(phase, lean)
+        if gn is None or not math.isfinite(gn):
+            if gn is not None or not self._grads_finite():
+                self._buffers_load(kept)
+                return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss,
+                                            rolled_back)
         if jumped is not None and self.jumps is not None and self.jumps.alpha_step > 0.0:
             # a kept jump's step took its gradient at the jumped weights (the slow weights)
             self.jumps.adapt(self._agreed(self.flat.grad_dot(
@@ -458,11 +459,12 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
             self._progress.real_step_recorded()
             if self._correct_pending and not micro:
                 residual = self._finish_segment(seg_before, loss, verdict)
+            assert gn is not None   # taken on every step that is not lean
             self.predictor.observe(Observation(self._update, loss, gn, self._lr()))
         signals = self.divergence.real_step(loss, gn, self.tracker) if (
             self.divergence.baseline is not None) else []
         self.tracker.update(loss)
-        if phase is Phase.WARMUP:
+        if phase is Phase.WARMUP and gn is not None:
             self.divergence.record_warmup(gn, loss)
         comp_vals = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in comps.items()}
         if self.monitor is not None:
@@ -517,6 +519,25 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
         return StepResult(self.stats.steps, phase, loss, predicted=False, backward=False,
                           rolled_back=rolled_back or self._rolled_now,
                           transition=str(transition) if transition else None)
+
+    def _grad_norm_or_none(self, phase: Phase, lean: bool) -> float | None:
+        """The gradient norm where something reads it on this step, else None (then
+        :meth:`_grads_finite` checks the gradients). The predictor observes it on every step
+        that is not lean; otherwise only the warm-up's baseline (a median) and the
+        exploding/vanishing signals read it, from every ``grad_norm_every``-th real step (the
+        first one included, and until the warm-up has one)."""
+        every = self.config.grad_norm_every
+        if (not lean or every == 1 or (self.stats.backward_passes - 1) % every == 0
+                or (phase is Phase.WARMUP and not self.divergence.warmup_norms)):
+            return self._agreed(float(self.flat.grad_norm()))
+        return None
+
+    def _grads_finite(self) -> bool:
+        """Every gradient finite, on every rank (one fused pass where it applies)."""
+        ok = self.flat.grads_finite()
+        if ok is None:
+            ok = math.isfinite(float(self.flat.grad_norm()))
+        return ok if self._single else self._agreed(0.0 if ok else 1.0) == 0.0
 
     def _first_nonfinite_grad(self) -> str:
         for p in self.flat.params:

@@ -32,7 +32,21 @@ class JumpSteps:
             self.jumps.reset_window()
             self._event_now = (f"step {self.stats.steps}: jumps onto the slow weights resume "
                                f"after a {self.config.auto_off_reprobe}-step pause")
+        if self.jumps.slow is None:   # jump_slow_start: they start at the first jump
+            if self.jumps.since >= self.jumps.every:
+                self._start_slow()
+                self._event_now = (f"step {self.stats.steps}: the slow weights start here, "
+                                   "at the first jump, which moves nothing "
+                                   f"(jump_slow_start={self.config.jump_slow_start!r})")
+            return False
         return self.jumps.due()
+
+    def _start_slow(self) -> None:
+        """The slow weights begin at the weights now (a buffer of their own)."""
+        assert self.jumps is not None
+        start = self.flat.new_buffer()
+        self.flat.read_into(start)
+        self.jumps.start(start)
 
     def _jump(self) -> None:
         """End of a real step: keep the weights aside and move onto the slow weights.
