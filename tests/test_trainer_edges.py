@@ -338,21 +338,23 @@ def test_a_nan_in_a_sparse_gradient_is_skipped_and_named():
     assert said and "'0.weight'" in said[0], said
 
 
-def _scaled_gradients(model: torch.nn.Module, factor: dict) -> None:
+def _scaled_gradients(lr: float, **cfg):
+    """A small net whose gradients are multiplied by ``factor["x"]`` (NaN, 1e4, ...)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    factor = {"x": 1.0}
     for p in model.parameters():
         p.register_hook(lambda g: g * factor["x"])
+    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=lr),
+                            HybridConfig(monitor=False, **cfg))
+    return model, factor, trainer
 
 
 def test_a_nan_gradient_between_sampled_norms_is_still_skipped():
     # after the warm-up, with segments off, the norm is taken every grad_norm_every steps;
     # the steps between check finiteness with the fused pass
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    factor = {"x": 1.0}
-    _scaled_gradients(model, factor)
+    model, factor, trainer = _scaled_gradients(1e-2, warmup_steps=4, grad_norm_every=4)
     data = _regression()
-    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=1e-2),
-                            HybridConfig(monitor=False, warmup_steps=4, grad_norm_every=4))
     skipped = []
     for i in range(12):
         x, y = data[i % len(data)]
@@ -368,13 +370,8 @@ def test_a_nan_gradient_between_sampled_norms_is_still_skipped():
 
 @pytest.mark.parametrize("every, within", [(1, 1), (4, 4)])
 def test_exploding_gradients_are_named_within_grad_norm_every_steps(every, within):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    factor = {"x": 1.0}
-    _scaled_gradients(model, factor)
+    model, factor, trainer = _scaled_gradients(1e-3, warmup_steps=6, grad_norm_every=every)
     data = _regression()
-    trainer = HybridTrainer(model, torch.optim.AdamW(model.parameters(), lr=1e-3),
-                            HybridConfig(monitor=False, warmup_steps=6, grad_norm_every=every))
     first = None
     for i in range(20):
         x, y = data[i % len(data)]
