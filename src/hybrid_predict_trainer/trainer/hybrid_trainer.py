@@ -431,11 +431,9 @@ class HybridTrainer(JumpSteps, PredictedSegments, TrainerState):
         # identical on every DDP rank once gradients are all-reduced; reduced anyway so that
         # the skip/divergence decisions stay collective under no_sync or other schemes
         gn = self._grad_norm_or_none(phase, lean)
-        if gn is None or not math.isfinite(gn):
-            if gn is not None or not self._grads_finite():
-                self._buffers_load(kept)
-                return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss,
-                                            rolled_back)
+        if not (math.isfinite(gn) if gn is not None else self._grads_finite()):
+            self._buffers_load(kept)
+            return self._skip_nonfinite(phase, self._first_nonfinite_grad(), loss, rolled_back)
         if jumped is not None and self.jumps is not None and self.jumps.alpha_step > 0.0:
             # a kept jump's step took its gradient at the jumped weights (the slow weights)
             self.jumps.adapt(self._agreed(self.flat.grad_dot(
