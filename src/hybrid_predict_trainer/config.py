@@ -224,7 +224,10 @@ class HybridConfig(BaseModel):
         "noise to average and the loss falls steeply from the start, so the first pull half-way "
         "back to the starting weights undoes progress and its check pays a forward to undo it; "
         "on mini-batches the first pulls raise the next batch's loss a little and pay later "
-        "(shakespeare-gpt), so they stay (benchmarks/RESULTS.md).")
+        "(shakespeare-gpt), so they stay. At a higher lr the first pull can be what steadies "
+        "the start: on the benchmark's full-batch regression at twice its grid's top lr the "
+        "late start took more steps than Lookahead; set 'start' there (benchmarks/RESULTS.md, "
+        "\"Tuning at the grid's edge\").")
 
     # --- monitoring & output -------------------------------------------------------------
     monitor: bool = Field(True, description="Attach the health monitor (recommended).")
