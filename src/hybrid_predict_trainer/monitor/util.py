@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..params import dense_values
+
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SKIP = (_TORCH_DIR, _PACKAGE_DIR + os.sep, "<frozen", warnings.__file__)
@@ -42,9 +44,7 @@ def norms(tensors: Sequence[torch.Tensor]) -> list[float]:
 
 
 def _norm_one(t: torch.Tensor) -> torch.Tensor:
-    if t.is_sparse:
-        return t.coalesce().values().float().norm()
-    return t.float().norm()
+    return dense_values(t).float().norm()   # a sparse tensor: its stored values
 
 
 def to_float(value: Any) -> float:
