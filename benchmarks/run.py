@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      "ablations hybrid-alpha-0.6, -0.65, -0.75 and "
                                      "-adapt run only when named here")
     p.add_argument("--seeds", type=int, help="evaluation seeds (default: the workload's, 6 "
-                                              "or 7 for the noisy ones; 1 with --quick)")
+                                              "to 21 for the noisy ones; 1 with --quick)")
     p.add_argument("--steps", type=int, help="override every workload's step budget")
     p.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<time>)")
     p.add_argument("--threads", type=int, default=None,
